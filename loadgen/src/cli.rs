@@ -1,0 +1,317 @@
+//! The Locust-style command line (clap), checked into `Settings` before anything is sent.
+//! Goose never sees argv: it refuses `--hatch-rate`, so loadgen owns every flag.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::duration::{BareUnit, parse_span, parse_wait};
+use crate::error::LoadgenError;
+use crate::gate::{RuleSource, SourcedRule};
+use crate::replay::Mode;
+use crate::rule::Rule;
+
+/// Replays a JSON traffic file against an HTTP host with Goose, writes reports, and
+/// judges the run against gate rules (exit 0 passed, 1 a rule failed, 2 bad usage or input).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "loadgen", version)]
+pub struct Cli {
+    /// Number of concurrent users
+    #[arg(short = 'u', long, default_value_t = 1)]
+    pub users: usize,
+
+    /// Users started per second (Locust's --spawn-rate)
+    #[arg(short = 'r', long, visible_alias = "spawn-rate", default_value_t = 1.0)]
+    pub hatch_rate: f64,
+
+    /// Base URL of the target, such as the receivers' balancer
+    #[arg(short = 'H', long, default_value = "http://127.0.0.1:8080")]
+    pub host: String,
+
+    /// Stop after this long, counted from the first user's start as in Locust (60s, 5m, 1h30m)
+    #[arg(short = 't', long, value_name = "TIME")]
+    pub run_time: Option<String>,
+
+    /// JSON array of objects to replay, one object per POST /
+    #[arg(long, value_name = "FILE", default_value = "data/traffic.json")]
+    pub traffic: PathBuf,
+
+    /// Uniform random wait after each task, MIN..MAX
+    #[arg(long, value_name = "MIN..MAX", default_value = "100ms..900ms")]
+    pub wait: String,
+
+    /// per-user: each user sends every record once; shared: every record once in all;
+    /// loop: cycle until --run-time
+    #[arg(long, value_enum, default_value_t = Mode::PerUser)]
+    pub mode: Mode,
+
+    /// Folder that receives one sub-folder per run
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub reports: PathBuf,
+
+    /// Seed for the users' record orders, to replay a run exactly
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Gate rule in Goose's syntax, repeatable: p95<500ms, error-rate<1%, rps>=200,
+    /// p99<2s for POST /
+    #[arg(long = "threshold", value_name = "RULE")]
+    pub thresholds: Vec<String>,
+
+    /// TOML file of gate rules: thresholds = ["p95<500ms", ...]
+    #[arg(long, value_name = "FILE")]
+    pub gate: Option<PathBuf>,
+
+    /// An earlier loadgen.json; the gate fails if p95 or requests/s regress past --max-regression
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Percent p95 may rise, or requests/s fall, against --baseline
+    #[arg(long, value_name = "PCT", default_value_t = 10.0)]
+    pub max_regression: f64,
+
+    /// Stop the run as soon as a rule fails (checked every second once all users run)
+    #[arg(long)]
+    pub abort_on_fail: bool,
+
+    /// Seconds between progress lines on stderr
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub progress_every: u64,
+}
+
+/// The gate file's shape; unknown keys are refused so a typo is not silently ignored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GateFile {
+    #[serde(default)]
+    thresholds: Vec<String>,
+    max_regression: Option<f64>,
+}
+
+/// A checked command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub users: usize,
+    pub hatch_rate: f64,
+    pub host: url::Url,
+    pub run_time: Option<Duration>,
+    pub traffic: PathBuf,
+    pub wait: (Duration, Duration),
+    pub mode: Mode,
+    pub reports: PathBuf,
+    pub seed: Option<u64>,
+    pub rules: Vec<SourcedRule>,
+    pub baseline: Option<PathBuf>,
+    pub max_regression: f64,
+    pub abort_on_fail: bool,
+    pub progress_every: Duration,
+}
+
+impl Cli {
+    /// Checks every flag and reads the gate file; the first problem is the error.
+    pub fn settings(self) -> Result<Settings, LoadgenError> {
+        let usage = |message: String| Err(LoadgenError::Usage(message));
+        if self.users == 0 {
+            return usage("--users 0: at least one user is needed; try --users 10".into());
+        }
+        if !(self.hatch_rate.is_finite() && self.hatch_rate > 0.0) {
+            return usage(format!(
+                "--hatch-rate {}: it must be a number of users per second above 0, such as 20 or 0.5",
+                self.hatch_rate
+            ));
+        }
+        let host = parse_host(&self.host)?;
+        let run_time = match &self.run_time {
+            None => None,
+            Some(text) => match parse_span(text, BareUnit::Seconds) {
+                Ok(span) if span > Duration::ZERO => Some(span),
+                Ok(_) => return usage(format!("--run-time {text}: it must be longer than 0")),
+                Err(error) => return usage(format!("--run-time: {error}")),
+            },
+        };
+        if self.mode == Mode::Loop && run_time.is_none() {
+            return usage(
+                "--mode loop never runs out of records, so it needs --run-time, such as -t 60s"
+                    .into(),
+            );
+        }
+        let wait =
+            parse_wait(&self.wait).map_err(|e| LoadgenError::Usage(format!("--wait: {e}")))?;
+        let mut rules = Vec::new();
+        for text in &self.thresholds {
+            let rule: Rule = text
+                .parse()
+                .map_err(|e| LoadgenError::Usage(format!("--threshold: {e}")))?;
+            rules.push(SourcedRule {
+                rule,
+                source: RuleSource::Cli,
+            });
+        }
+        let mut max_regression = self.max_regression;
+        if let Some(path) = &self.gate {
+            let gate = read_gate_file(path)?;
+            for text in &gate.thresholds {
+                let rule: Rule = text.parse().map_err(|e| {
+                    LoadgenError::Usage(format!("gate file {}: {e}", path.display()))
+                })?;
+                rules.push(SourcedRule {
+                    rule,
+                    source: RuleSource::GateFile,
+                });
+            }
+            max_regression = gate.max_regression.unwrap_or(max_regression);
+        }
+        if !(max_regression.is_finite() && max_regression >= 0.0) {
+            return usage(format!(
+                "--max-regression {max_regression}: it must be a percentage of 0 or more, such as 10"
+            ));
+        }
+        Ok(Settings {
+            users: self.users,
+            hatch_rate: self.hatch_rate,
+            host,
+            run_time,
+            traffic: self.traffic,
+            wait,
+            mode: self.mode,
+            reports: self.reports,
+            seed: self.seed,
+            rules,
+            baseline: self.baseline,
+            max_regression,
+            abort_on_fail: self.abort_on_fail,
+            progress_every: Duration::from_secs(self.progress_every.max(1)),
+        })
+    }
+}
+
+fn parse_host(text: &str) -> Result<url::Url, LoadgenError> {
+    let bad = |why: &str| {
+        LoadgenError::Usage(format!(
+            "--host {text}: {why}; give a base URL such as http://127.0.0.1:8080"
+        ))
+    };
+    let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("the scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it has no host name"));
+    }
+    Ok(url)
+}
+
+fn read_gate_file(path: &std::path::Path) -> Result<GateFile, LoadgenError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        LoadgenError::Usage(format!(
+            "gate file {}: cannot read it ({e}); check the --gate path",
+            path.display()
+        ))
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        LoadgenError::Usage(format!(
+            "gate file {}: {}; it takes thresholds = [\"p95<500ms\", ...] and an optional max_regression = 10",
+            path.display(),
+            e.to_string().trim_end()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, LoadgenError> {
+        Cli::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
+            .map_err(|e| LoadgenError::Usage(e.to_string()))?
+            .settings()
+    }
+
+    #[test]
+    fn locust_flags_and_defaults() {
+        let s = parse(&[
+            "--users",
+            "500",
+            "--hatch-rate",
+            "20",
+            "--host",
+            "http://127.0.0.1:8080",
+        ])
+        .unwrap();
+        assert_eq!((s.users, s.hatch_rate), (500, 20.0));
+        assert_eq!(
+            s.wait,
+            (Duration::from_millis(100), Duration::from_millis(900))
+        );
+        assert_eq!(s.mode, Mode::PerUser);
+        assert_eq!(s.traffic, PathBuf::from("data/traffic.json"));
+        assert_eq!(s.run_time, None);
+        let s = parse(&[
+            "-u",
+            "3",
+            "-r",
+            "1.5",
+            "-H",
+            "http://localhost:1",
+            "-t",
+            "1m30s",
+        ])
+        .unwrap();
+        assert_eq!((s.users, s.hatch_rate), (3, 1.5));
+        assert_eq!(s.run_time, Some(Duration::from_secs(90)));
+        let s = parse(&["--spawn-rate", "7"]).unwrap();
+        assert_eq!(s.hatch_rate, 7.0);
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors_that_name_the_flag() {
+        for (args, needle) in [
+            (&["--users", "0"][..], "--users 0"),
+            (&["--hatch-rate", "0"], "--hatch-rate"),
+            (&["--run-time", "soon"], "--run-time"),
+            (&["--wait", "9s..1s"], "--wait"),
+            (&["--wait", "fast"], "--wait"),
+            (&["--host", "not a url"], "--host"),
+            (&["--host", "ftp://127.0.0.1"], "--host"),
+            (&["--threshold", "p95<"], "--threshold"),
+            (&["--mode", "loop"], "--run-time"),
+            (&["--max-regression=-5"], "--max-regression"),
+        ] {
+            match parse(args) {
+                Err(LoadgenError::Usage(message)) => {
+                    assert!(message.contains(needle), "{args:?}: {message}")
+                }
+                other => panic!("{args:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn gate_file_rules_are_read_and_typos_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("gate.toml");
+        std::fs::write(
+            &good,
+            "thresholds = [\"p95<1s\", \"error-rate<1%\"]\nmax_regression = 20\n",
+        )
+        .unwrap();
+        let s = parse(&["--gate", good.to_str().unwrap(), "--threshold", "rps>=1"]).unwrap();
+        assert_eq!(s.rules.len(), 3);
+        assert_eq!(s.rules[1].source, RuleSource::GateFile);
+        assert_eq!(s.max_regression, 20.0);
+
+        let typo = dir.path().join("typo.toml");
+        std::fs::write(&typo, "treshold = [\"p95<1s\"]\n").unwrap();
+        match parse(&["--gate", typo.to_str().unwrap()]) {
+            Err(LoadgenError::Usage(message)) => {
+                assert!(
+                    message.contains("typo.toml") && message.contains("treshold"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! How users replay the records: which record each POST / sends, the Idempotency-Key it
+//! carries, and the Goose scenario (POST / and GET /, equal weight) that drives it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use goose::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::progress::Live;
+
+/// Which records a user sends, and when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Each user sends every record once, in its own random order, then stops
+    /// (what the original Locust script did).
+    PerUser,
+    /// Every record is sent exactly once across all users.
+    Shared,
+    /// Users cycle through the records, reshuffled each pass, until --run-time.
+    Loop,
+}
+
+/// Everything the users share: one parsed copy of the records and the run's identity.
+#[derive(Debug)]
+pub struct Replay {
+    pub records: Vec<Bytes>,
+    pub mode: Mode,
+    pub users: usize,
+    pub seed: Option<u64>,
+    pub run_id: String,
+    pub live: Arc<Live>,
+}
+
+/// One user's place in the replay: indices into the shared records, not a copy of them.
+#[derive(Debug, Clone)]
+struct UserPlan {
+    order: Vec<u32>,
+    next: usize,
+    /// Sends so far by this user; part of the Idempotency-Key.
+    sent: u64,
+    /// Set once a shared-mode user has nothing left, so its last GET is skipped too.
+    spent: bool,
+    rng: StdRng,
+}
+
+/// The request names as Goose's reports and the gate rules know them.
+pub const POST_NAME: &str = "POST /";
+pub const GET_NAME: &str = "GET /";
+
+impl Replay {
+    /// How many scenario iterations (one POST + one GET each) a user runs before it stops;
+    /// `None` runs until the run time ends.
+    pub fn iterations(&self) -> Option<usize> {
+        let records = self.records.len();
+        match self.mode {
+            Mode::PerUser => Some(records),
+            Mode::Shared => Some(records.div_ceil(self.users)),
+            Mode::Loop => None,
+        }
+    }
+
+    /// The Idempotency-Key of a user's n-th send: unique per (run, user, send).
+    pub fn idempotency_key(&self, user: usize, sent: u64) -> String {
+        format!("{}-u{user}-{sent}", self.run_id)
+    }
+
+    fn plan_for(&self, user: usize) -> UserPlan {
+        let mut rng = match self.seed {
+            // Distinct but reproducible per user: the same seed replays the same orders.
+            Some(seed) => {
+                StdRng::seed_from_u64(seed ^ (user as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            }
+            None => StdRng::from_rng(&mut rand::rng()),
+        };
+        let count = self.records.len() as u32;
+        let mut order: Vec<u32> = match self.mode {
+            Mode::PerUser | Mode::Loop => (0..count).collect(),
+            // Users split the records by index, so together they send each exactly once.
+            Mode::Shared => (user as u32..count).step_by(self.users).collect(),
+        };
+        order.shuffle(&mut rng);
+        UserPlan {
+            order,
+            next: 0,
+            sent: 0,
+            spent: false,
+            rng,
+        }
+    }
+
+    /// The next record for this user, or `None` once its share is spent.
+    fn next_record(&self, plan: &mut UserPlan) -> Option<u32> {
+        if plan.next == plan.order.len() {
+            if self.mode != Mode::Loop || plan.order.is_empty() {
+                return None;
+            }
+            plan.order.shuffle(&mut plan.rng);
+            plan.next = 0;
+        }
+        let index = plan.order[plan.next];
+        plan.next += 1;
+        if plan.next == plan.order.len() && self.mode != Mode::Loop {
+            self.live.users_finished.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(index)
+    }
+
+    /// The Goose scenario: POST / then GET /, each followed by a wait in `wait`.
+    pub fn scenario(self: &Arc<Self>, wait: (Duration, Duration)) -> Result<Scenario, GooseError> {
+        let post = Arc::clone(self);
+        let post: TransactionFunction =
+            Arc::new(move |user| Box::pin(post_record(Arc::clone(&post), user)));
+        let get = Arc::clone(self);
+        let get: TransactionFunction =
+            Arc::new(move |user| Box::pin(get_root(Arc::clone(&get), user)));
+        Ok(scenario!("Replay")
+            .set_wait_time(wait.0, wait.1)?
+            .register_transaction(Transaction::new(post).set_name(POST_NAME))
+            .register_transaction(Transaction::new(get).set_name(GET_NAME)))
+    }
+
+    /// Makes sure the user has a plan, counting it as started the first time.
+    fn plan<'u>(&self, user: &'u mut GooseUser) -> &'u mut UserPlan {
+        if user.get_session_data::<UserPlan>().is_none() {
+            let plan = self.plan_for(user.weighted_users_index);
+            self.live.users_started.fetch_add(1, Ordering::Relaxed);
+            if plan.order.is_empty() && self.mode != Mode::Loop {
+                self.live.users_finished.fetch_add(1, Ordering::Relaxed);
+            }
+            user.set_session_data(plan);
+        }
+        user.get_session_data_unchecked_mut::<UserPlan>()
+    }
+
+    fn count(&self, success: bool) {
+        self.live.requests.fetch_add(1, Ordering::Relaxed);
+        if !success {
+            self.live.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionResult {
+    let user_index = user.weighted_users_index;
+    let plan = replay.plan(user);
+    // A shared-mode user whose share is spent idles out its last iteration.
+    let Some(index) = replay.next_record(plan) else {
+        plan.spent = true;
+        return Ok(());
+    };
+    let key = replay.idempotency_key(user_index, plan.sent);
+    plan.sent += 1;
+    let body = replay.records[index as usize].clone();
+    let request_builder = user
+        .get_request_builder(&GooseMethod::Post, "/")?
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(body);
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Post)
+        .path("/")
+        .set_request_builder(request_builder)
+        .build();
+    replay.live.posts.fetch_add(1, Ordering::Relaxed);
+    let response = user.request(request).await?;
+    replay.count(response.request.success);
+    Ok(())
+}
+
+async fn get_root(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionResult {
+    let plan = replay.plan(user);
+    // In shared mode a user with nothing left to send stops reading too.
+    if plan.spent {
+        return Ok(());
+    }
+    let response = user.get("/").await?;
+    replay.count(response.request.success);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay(mode: Mode, records: usize, users: usize) -> Replay {
+        Replay {
+            records: (0..records)
+                .map(|i| Bytes::from(format!("{{\"i\":{i}}}")))
+                .collect(),
+            mode,
+            users,
+            seed: Some(7),
+            run_id: "run".into(),
+            live: Arc::default(),
+        }
+    }
+
+    fn drain(replay: &Replay, user: usize) -> Vec<u32> {
+        let mut plan = replay.plan_for(user);
+        std::iter::from_fn(|| replay.next_record(&mut plan)).collect()
+    }
+
+    #[test]
+    fn per_user_sends_every_record_once_in_random_order() {
+        let replay = replay(Mode::PerUser, 50, 3);
+        let first = drain(&replay, 0);
+        let mut sorted = first.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        assert_ne!(first, sorted, "the order should be shuffled");
+        assert_ne!(first, drain(&replay, 1), "users should differ");
+        assert_eq!(replay.iterations(), Some(50));
+    }
+
+    #[test]
+    fn shared_splits_records_exactly_once_across_users() {
+        let replay = replay(Mode::Shared, 10, 4);
+        let mut all: Vec<u32> = (0..4).flat_map(|user| drain(&replay, user)).collect();
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        assert_eq!(replay.iterations(), Some(3));
+    }
+
+    #[test]
+    fn loop_mode_never_runs_dry() {
+        let replay = replay(Mode::Loop, 3, 1);
+        let mut plan = replay.plan_for(0);
+        let sent: Vec<u32> = (0..9)
+            .map(|_| replay.next_record(&mut plan).unwrap())
+            .collect();
+        for pass in sent.chunks(3) {
+            let mut pass = pass.to_vec();
+            pass.sort();
+            assert_eq!(pass, vec![0, 1, 2]);
+        }
+        assert_eq!(replay.iterations(), None);
+    }
+
+    #[test]
+    fn the_same_seed_replays_the_same_order() {
+        let a = replay(Mode::PerUser, 20, 2);
+        let b = replay(Mode::PerUser, 20, 2);
+        assert_eq!(drain(&a, 1), drain(&b, 1));
+    }
+
+    #[test]
+    fn keys_are_unique_per_user_and_send() {
+        let replay = replay(Mode::PerUser, 1, 1);
+        assert_eq!(replay.idempotency_key(3, 9), "run-u3-9");
+        assert_ne!(replay.idempotency_key(1, 23), replay.idempotency_key(12, 3));
+    }
+}

@@ -1,0 +1,291 @@
+//! Gate rules in Goose's threshold syntax (`p95<500ms`, `error-rate<1%`, `rps>=200`,
+//! `p99<2s for POST /`), parsed before the run so a typo costs nothing.
+
+use std::fmt;
+use std::str::FromStr;
+
+use thiserror::Error;
+
+use crate::duration::{BareUnit, parse_span};
+
+/// One pass/fail rule: `metric op limit`, optionally for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// The rule as the user wrote it, shown in every table and report.
+    pub text: String,
+    pub metric: Metric,
+    pub op: Op,
+    /// In the metric's unit: milliseconds, percent or requests per second.
+    pub limit: f64,
+    /// A request name as the reports show it (`POST /`); `None` means all requests.
+    pub target: Option<String>,
+}
+
+/// What a rule measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Metric {
+    /// A latency percentile, 0 < p <= 100.
+    Percentile(f64),
+    Avg,
+    Max,
+    ErrorRate,
+    Rps,
+}
+
+/// The unit a metric is judged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unit {
+    Ms,
+    Percent,
+    PerSecond,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+}
+
+/// Why a rule was refused. The message quotes the rule and says what is accepted.
+#[derive(Debug, Error, PartialEq)]
+pub enum RuleError {
+    #[error(
+        "rule '{rule}': {why}; a rule is METRIC OP VALUE [for REQUEST], e.g. p95<500ms, error-rate<1%, rps>=200, p99<2s for POST /"
+    )]
+    Malformed { rule: String, why: String },
+    #[error("rule '{rule}' can never pass ({why}); fix the limit")]
+    Impossible { rule: String, why: String },
+}
+
+impl Metric {
+    pub fn unit(self) -> Unit {
+        match self {
+            Metric::Percentile(_) | Metric::Avg | Metric::Max => Unit::Ms,
+            Metric::ErrorRate => Unit::Percent,
+            Metric::Rps => Unit::PerSecond,
+        }
+    }
+
+    fn parse(text: &str) -> Option<Metric> {
+        match text {
+            "avg" => Some(Metric::Avg),
+            "max" => Some(Metric::Max),
+            "error-rate" => Some(Metric::ErrorRate),
+            "rps" => Some(Metric::Rps),
+            _ => {
+                let percent: f64 = text.strip_prefix('p')?.parse().ok()?;
+                (percent > 0.0 && percent <= 100.0).then_some(Metric::Percentile(percent))
+            }
+        }
+    }
+}
+
+impl Op {
+    /// Does `observed op limit` hold?
+    pub fn holds(self, observed: f64, limit: f64) -> bool {
+        match self {
+            Op::Lt => observed < limit,
+            Op::Le => observed <= limit,
+            Op::Gt => observed > limit,
+            Op::Ge => observed >= limit,
+            Op::Eq => observed == limit,
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Eq => "==",
+        }
+    }
+}
+
+impl Unit {
+    /// A limit or an observation in this unit, as people read it.
+    pub fn format(self, value: f64) -> String {
+        match self {
+            Unit::Ms => crate::duration::format_ms(value),
+            Unit::Percent => format!("{value:.2}%"),
+            Unit::PerSecond => format!("{value:.1}/s"),
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for Rule {
+    type Err = RuleError;
+
+    fn from_str(input: &str) -> Result<Rule, RuleError> {
+        let text = input.trim().to_string();
+        let malformed = |why: &str| RuleError::Malformed {
+            rule: text.clone(),
+            why: why.to_string(),
+        };
+        let (expression, target) = match text.split_once(" for ") {
+            Some((expression, target)) if !target.trim().is_empty() => {
+                (expression.trim(), Some(target.trim().to_string()))
+            }
+            Some(_) => return Err(malformed("'for' needs a request name after it")),
+            None => (text.as_str(), None),
+        };
+        let at = expression
+            .find(['<', '>', '='])
+            .ok_or_else(|| malformed("no operator (<, <=, >, >=, ==)"))?;
+        let (name, rest) = expression.split_at(at);
+        let (op, value) = [
+            ("<=", Op::Le),
+            (">=", Op::Ge),
+            ("==", Op::Eq),
+            ("<", Op::Lt),
+            (">", Op::Gt),
+        ]
+        .into_iter()
+        .find_map(|(symbol, op)| rest.strip_prefix(symbol).map(|value| (op, value.trim())))
+        .ok_or_else(|| malformed("unknown operator; use <, <=, >, >= or =="))?;
+        let metric = Metric::parse(name.trim()).ok_or_else(|| {
+            malformed(&format!(
+                "unknown metric '{}'; use pNN (such as p95 or p99.9), avg, max, error-rate or rps",
+                name.trim()
+            ))
+        })?;
+        let limit = parse_limit(metric.unit(), value).ok_or_else(|| {
+            malformed(&match metric.unit() {
+                Unit::Ms => format!("'{value}' is not a time such as 500ms, 2s or 800us"),
+                Unit::Percent => format!("'{value}' is not a percentage such as 1%"),
+                Unit::PerSecond => format!("'{value}' is not a rate such as 200"),
+            })
+        })?;
+        let rule = Rule {
+            text: text.clone(),
+            metric,
+            op,
+            limit,
+            target,
+        };
+        rule.check_possible()?;
+        Ok(rule)
+    }
+}
+
+impl Rule {
+    /// Refuses rules no run could pass, as Goose does, so a typo does not look like a regression.
+    fn check_possible(&self) -> Result<(), RuleError> {
+        let impossible = |why: &str| {
+            Err(RuleError::Impossible {
+                rule: self.text.clone(),
+                why: why.to_string(),
+            })
+        };
+        match (self.op, self.limit) {
+            (Op::Lt, limit) if limit <= 0.0 => return impossible("nothing is below 0"),
+            (Op::Le, limit) if limit < 0.0 => return impossible("nothing is below 0"),
+            _ => {}
+        }
+        if self.metric == Metric::Rps && self.op == Op::Le && self.limit <= 0.0 {
+            return impossible("a run that sends nothing has no rate");
+        }
+        if self.metric == Metric::ErrorRate
+            && ((self.op == Op::Gt && self.limit >= 100.0)
+                || (self.op == Op::Ge && self.limit > 100.0))
+        {
+            return impossible("an error rate cannot exceed 100%");
+        }
+        Ok(())
+    }
+}
+
+fn parse_limit(unit: Unit, value: &str) -> Option<f64> {
+    let number = match unit {
+        Unit::Ms => parse_span(value, BareUnit::Millis).ok()?.as_secs_f64() * 1000.0,
+        Unit::Percent => value
+            .strip_suffix('%')
+            .unwrap_or(value)
+            .trim()
+            .parse()
+            .ok()?,
+        Unit::PerSecond => value.parse().ok()?,
+    };
+    (number.is_finite() && number >= 0.0).then_some(number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(text: &str) -> Rule {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn goose_syntax() {
+        let r = rule("p95<500ms");
+        assert_eq!(
+            (r.metric, r.op, r.limit, r.target),
+            (Metric::Percentile(95.0), Op::Lt, 500.0, None)
+        );
+        let r = rule("p99.9 <= 2s for POST /");
+        assert_eq!(
+            (r.metric, r.op, r.limit, r.target.as_deref()),
+            (Metric::Percentile(99.9), Op::Le, 2000.0, Some("POST /"))
+        );
+        assert_eq!(rule("error-rate<1%").limit, 1.0);
+        assert_eq!(rule("error-rate<0.5").limit, 0.5);
+        assert_eq!(rule("rps>=200").op, Op::Ge);
+        assert_eq!(rule("avg<800us").limit, 0.8);
+        assert_eq!(rule("max<250").limit, 250.0);
+    }
+
+    #[test]
+    fn malformed_rules_say_why() {
+        for bad in [
+            "p95",
+            "p95 500ms",
+            "latency<5ms",
+            "p0<5ms",
+            "p101<5ms",
+            "p95<fast",
+            "error-rate<lots",
+            "p95<5ms for ",
+            "p95=<5ms",
+        ] {
+            let error = bad.parse::<Rule>().unwrap_err();
+            assert!(
+                matches!(error, RuleError::Malformed { .. }),
+                "{bad}: {error}"
+            );
+            assert!(error.to_string().contains(bad.trim()), "{error}");
+        }
+    }
+
+    #[test]
+    fn impossible_rules_are_refused() {
+        for bad in ["p95<0ms", "rps<=0", "error-rate>100%", "error-rate>=101%"] {
+            assert!(
+                matches!(bad.parse::<Rule>(), Err(RuleError::Impossible { .. })),
+                "{bad}"
+            );
+        }
+        assert!("error-rate>=100%".parse::<Rule>().is_ok());
+    }
+
+    #[test]
+    fn operators_hold_as_written() {
+        assert!(Op::Lt.holds(1.0, 2.0) && !Op::Lt.holds(2.0, 2.0));
+        assert!(Op::Le.holds(2.0, 2.0) && !Op::Le.holds(2.1, 2.0));
+        assert!(Op::Gt.holds(3.0, 2.0) && !Op::Gt.holds(2.0, 2.0));
+        assert!(Op::Ge.holds(2.0, 2.0) && !Op::Ge.holds(1.9, 2.0));
+        assert!(Op::Eq.holds(0.0, 0.0) && !Op::Eq.holds(1.0, 0.0));
+    }
+}

@@ -1,0 +1,187 @@
+//! Test support: a recording HTTP target on port 0 and a runner for the real `loadgen`
+//! binary with a deadline, so no test can hang and each gets its own reports folder.
+
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+
+/// One POST / the target received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub key: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub posts: Vec<Received>,
+    pub gets: usize,
+}
+
+/// A target that answers POST / with 201 and GET / with 200, recording what came.
+pub struct Target {
+    pub addr: SocketAddr,
+    pub recorded: Arc<Mutex<Recorded>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Target {
+    pub fn start() -> Target {
+        Self::start_with(StatusCode::CREATED)
+    }
+
+    /// A target whose POST / answers `post_status` (to make the gate fail on errors).
+    pub fn start_with(post_status: StatusCode) -> Target {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let recorded = Arc::new(Mutex::new(Recorded::default()));
+        let state = (Arc::clone(&recorded), post_status);
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/", get(on_get).post(on_post))
+            .with_state(state);
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Target {
+            addr,
+            recorded,
+            _runtime: runtime,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn posts(&self) -> Vec<Received> {
+        self.recorded.lock().unwrap().posts.clone()
+    }
+
+    pub fn gets(&self) -> usize {
+        self.recorded.lock().unwrap().gets
+    }
+}
+
+type Shared = (Arc<Mutex<Recorded>>, StatusCode);
+
+async fn on_post(
+    State((recorded, status)): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    recorded.lock().unwrap().posts.push(Received {
+        key: header("idempotency-key"),
+        content_type: header("content-type"),
+        body,
+    });
+    status
+}
+
+async fn on_get(State((recorded, _)): State<Shared>) -> &'static str {
+    recorded.lock().unwrap().gets += 1;
+    "ok"
+}
+
+/// The finished binary: its exit code, output and the reports folder it wrote into.
+pub struct Finished {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Runs `loadgen args…` with `--reports <reports>`, killing it after `deadline`.
+pub fn loadgen(args: &[&str], reports: &Path, deadline: Duration) -> Finished {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .arg("--reports")
+        .arg(reports)
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the loadgen binary starts");
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > deadline {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "loadgen {args:?} still running after {deadline:?}; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
+    Finished {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The single run folder a test's reports directory holds.
+pub fn run_dir(reports: &Path) -> PathBuf {
+    let runs: Vec<PathBuf> = std::fs::read_dir(reports)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.is_symlink() && p.is_dir())
+        .collect();
+    assert_eq!(
+        runs.len(),
+        1,
+        "expected one run folder in {reports:?}: {runs:?}"
+    );
+    runs.into_iter().next().unwrap()
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A traffic file in `dir` holding `records` (each a JSON value), returning its path.
+pub fn traffic_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Quick flags for tests: no wait, every user at once.
+pub const FAST: [&str; 4] = ["--wait", "0ms..0ms", "--hatch-rate", "1000"];

@@ -1,0 +1,140 @@
+//! Replay semantics against a real HTTP target: the exact multiset of POST bodies per
+//! mode, unique Idempotency-Keys, and runs that stop by themselves when the data runs out.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use common::{FAST, Target, loadgen, traffic_file};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// How many times each distinct JSON value arrived.
+fn multiset(bodies: impl IntoIterator<Item = serde_json::Value>) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for body in bodies {
+        *counts.entry(body.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+fn parsed_bodies(target: &Target) -> Vec<serde_json::Value> {
+    target
+        .posts()
+        .iter()
+        .map(|p| serde_json::from_slice(&p.body).expect("every POST body is JSON"))
+        .collect()
+}
+
+fn file_records(path: &std::path::Path) -> Vec<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn per_user_sends_each_record_once_per_user_then_stops() {
+    let target = Target::start();
+    let reports = tempfile::tempdir().unwrap();
+    let users = 4;
+    let run = loadgen(
+        &[&["-u", "4", "-H", &target.url()][..], &FAST].concat(),
+        reports.path(),
+        DEADLINE,
+    );
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+
+    let records = file_records(&common::workspace_root().join("data/traffic.json"));
+    let expected = multiset(
+        records
+            .iter()
+            .flat_map(|r| std::iter::repeat_n(r.clone(), users)),
+    );
+    assert_eq!(multiset(parsed_bodies(&target)), expected);
+    // One GET per POST: the two tasks have equal weight.
+    assert_eq!(target.gets(), users * records.len());
+    assert!(
+        run.stdout.contains("every user sent its records"),
+        "{}",
+        run.stdout
+    );
+
+    let posts = target.posts();
+    let keys: HashSet<_> = posts
+        .iter()
+        .map(|p| p.key.clone().expect("every POST has a key"))
+        .collect();
+    assert_eq!(keys.len(), posts.len(), "Idempotency-Keys repeat");
+    assert!(
+        posts
+            .iter()
+            .all(|p| p.content_type.as_deref() == Some("application/json"))
+    );
+}
+
+#[test]
+fn shared_sends_every_record_exactly_once_across_users() {
+    let target = Target::start();
+    let reports = tempfile::tempdir().unwrap();
+    let run = loadgen(
+        &[
+            &["-u", "7", "--mode", "shared", "-H", &target.url()][..],
+            &FAST,
+        ]
+        .concat(),
+        reports.path(),
+        DEADLINE,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let records = file_records(&common::workspace_root().join("data/traffic.json"));
+    assert_eq!(multiset(parsed_bodies(&target)), multiset(records));
+}
+
+#[test]
+fn unicode_nested_and_64k_records_replay_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = "x".repeat(64 * 1024 - 20);
+    let text = format!(
+        "[{{\"name\":\"Ñandú 🦤\",\"msg\":\"日本語\"}},\n {{\"deep\":{{\"a\":[1,{{\"b\":null}},2.5e3]}},\"ok\":true}},\n {{\"big\":\"{big}\"}}]"
+    );
+    let path = traffic_file(dir.path(), "odd.json", &text);
+    let target = Target::start();
+    let run = loadgen(
+        &[
+            &[
+                "-u",
+                "2",
+                "--traffic",
+                path.to_str().unwrap(),
+                "-H",
+                &target.url(),
+            ][..],
+            &FAST,
+        ]
+        .concat(),
+        dir.path(),
+        DEADLINE,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let expected_bytes: HashSet<Vec<u8>> = [
+        "{\"name\":\"Ñandú 🦤\",\"msg\":\"日本語\"}".to_string(),
+        "{\"deep\":{\"a\":[1,{\"b\":null},2.5e3]},\"ok\":true}".to_string(),
+        format!("{{\"big\":\"{big}\"}}"),
+    ]
+    .into_iter()
+    .map(String::into_bytes)
+    .collect();
+    let posts = target.posts();
+    assert_eq!(posts.len(), 6);
+    for post in &posts {
+        assert!(
+            expected_bytes.contains(post.body.as_ref()),
+            "body changed in transit: {}",
+            String::from_utf8_lossy(&post.body[..post.body.len().min(80)])
+        );
+    }
+    assert!(posts.iter().any(|p| p.body.len() > 64 * 1024 - 20));
+}

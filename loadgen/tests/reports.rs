@@ -1,0 +1,165 @@
+//! The run folder: every file is written, `loadgen.json` matches its checked-in schema and
+//! tells the truth about the run, and --run-time stops runs Locust's way.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{FAST, Target, loadgen, read_json, run_dir, workspace_root};
+
+fn schema_errors(report: &serde_json::Value) -> Vec<String> {
+    let schema = read_json(&workspace_root().join("loadgen/schema/loadgen.schema.json"));
+    let validator = jsonschema::validator_for(&schema).expect("the schema itself is valid");
+    validator
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn a_run_writes_every_report_file_and_the_json_matches_its_schema() {
+    let target = Target::start();
+    let reports = tempfile::tempdir().unwrap();
+    let run = loadgen(
+        &[
+            &[
+                "-u",
+                "3",
+                "-H",
+                &target.url(),
+                "--seed",
+                "42",
+                "--threshold",
+                "p99<10s",
+            ][..],
+            &FAST,
+        ]
+        .concat(),
+        reports.path(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let dir = run_dir(reports.path());
+    for file in ["loadgen.json", "gate.xml", "goose.html", "goose.json"] {
+        let path = dir.join(file);
+        assert!(
+            path.metadata().map(|m| m.len() > 0).unwrap_or(false),
+            "{path:?} missing or empty"
+        );
+    }
+    assert_eq!(
+        std::fs::read_link(reports.path().join("latest")).unwrap(),
+        dir.file_name().unwrap()
+    );
+    assert!(
+        run.stdout.contains(&dir.display().to_string()),
+        "the run says where its reports are"
+    );
+
+    let report = read_json(&dir.join("loadgen.json"));
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    assert_eq!(report["ended_by"], "completed");
+    assert_eq!(report["settings"]["users"], 3);
+    assert_eq!(report["settings"]["seed"], 42);
+    assert_eq!(report["settings"]["records"], 100);
+    let post = report["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "POST /")
+        .expect("a POST / row");
+    assert_eq!(post["count"], 300);
+    assert_eq!(post["status_codes"]["201"], 300);
+    assert_eq!(report["aggregate"]["count"], 600);
+    let timeline_total: u64 = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        timeline_total, 600,
+        "the timeline accounts for every request"
+    );
+    // The run id is the prefix of every key the target saw.
+    let run_id = report["run_id"].as_str().unwrap();
+    assert!(
+        target
+            .posts()
+            .iter()
+            .all(|p| p.key.as_deref().unwrap().starts_with(run_id))
+    );
+}
+
+#[test]
+fn the_schema_rejects_a_report_with_a_missing_or_mistyped_field() {
+    let mut report = serde_json::json!({"schema_version": 1});
+    assert!(!schema_errors(&report).is_empty());
+    report = read_json(&workspace_root().join("loadgen/tests/data/loadgen-sample.json"));
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    report["aggregate"]["count"] = serde_json::json!("many");
+    assert!(!schema_errors(&report).is_empty());
+}
+
+#[test]
+fn run_time_counts_from_the_first_user_and_stops_the_run() {
+    let target = Target::start();
+    let reports = tempfile::tempdir().unwrap();
+    // A slow ramp (1 user/s for 50 users) would take 50 s; --run-time 3s must cut it.
+    let run = loadgen(
+        &["-u", "50", "-r", "1", "-t", "3s", "-H", &target.url()],
+        reports.path(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = read_json(&run_dir(reports.path()).join("loadgen.json"));
+    assert_eq!(report["ended_by"], "run-time");
+    let duration = report["duration_secs"].as_f64().unwrap();
+    assert!((3.0..15.0).contains(&duration), "ran {duration}s");
+    let users = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["users"].as_u64().unwrap())
+        .max();
+    assert!(
+        users.unwrap() <= 5,
+        "the ramp went on past --run-time: {users:?}"
+    );
+}
+
+#[test]
+fn loop_mode_cycles_through_the_records_until_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let traffic = common::traffic_file(dir.path(), "two.json", "[{\"a\":1},{\"b\":2}]");
+    let target = Target::start();
+    let run = loadgen(
+        &[
+            &[
+                "-u",
+                "2",
+                "--mode",
+                "loop",
+                "-t",
+                "2s",
+                "--traffic",
+                traffic.to_str().unwrap(),
+                "-H",
+                &target.url(),
+            ][..],
+            &["--wait", "10ms..10ms", "-r", "100"],
+        ]
+        .concat(),
+        dir.path(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let posts = target.posts();
+    assert!(
+        posts.len() > 8,
+        "loop mode sent only {} records",
+        posts.len()
+    );
+    let keys: std::collections::HashSet<_> = posts.iter().map(|p| p.key.clone()).collect();
+    assert_eq!(keys.len(), posts.len(), "a key was reused across passes");
+}
