@@ -76,6 +76,15 @@ pub struct Cli {
     #[arg(long)]
     pub abort_on_fail: bool,
 
+    /// Cap on requests per second across all users (Goose's throttle): a fixed offered rate
+    /// when there are enough users to reach it
+    #[arg(long, value_name = "N")]
+    pub max_rps: Option<usize>,
+
+    /// Send only the POST / task (no GET /), as benchmarks of the write path want
+    #[arg(long)]
+    pub post_only: bool,
+
     /// Seconds between progress lines on stderr
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub progress_every: u64,
@@ -107,6 +116,8 @@ pub struct Settings {
     pub max_regression: f64,
     pub abort_on_fail: bool,
     pub progress_every: Duration,
+    pub max_rps: Option<usize>,
+    pub post_only: bool,
 }
 
 impl Cli {
@@ -163,6 +174,11 @@ impl Cli {
             }
             max_regression = gate.max_regression.unwrap_or(max_regression);
         }
+        if self.max_rps == Some(0) {
+            return usage(
+                "--max-rps 0 would send nothing; give a rate such as 500, or leave it out".into(),
+            );
+        }
         if !(max_regression.is_finite() && max_regression >= 0.0) {
             return usage(format!(
                 "--max-regression {max_regression}: it must be a percentage of 0 or more, such as 10"
@@ -183,6 +199,8 @@ impl Cli {
             max_regression,
             abort_on_fail: self.abort_on_fail,
             progress_every: Duration::from_secs(self.progress_every.max(1)),
+            max_rps: self.max_rps,
+            post_only: self.post_only,
         })
     }
 }
@@ -278,6 +296,7 @@ mod tests {
             (&["--threshold", "p95<"], "--threshold"),
             (&["--mode", "loop"], "--run-time"),
             (&["--max-regression=-5"], "--max-regression"),
+            (&["--max-rps", "0"], "--max-rps"),
         ] {
             match parse(args) {
                 Err(LoadgenError::Usage(message)) => {

@@ -112,18 +112,26 @@ impl Replay {
         Some(index)
     }
 
-    /// The Goose scenario: POST / then GET /, each followed by a wait in `wait`.
-    pub fn scenario(self: &Arc<Self>, wait: (Duration, Duration)) -> Result<Scenario, GooseError> {
+    /// The Goose scenario: POST / then GET / (unless `post_only`), each followed by a wait.
+    pub fn scenario(
+        self: &Arc<Self>,
+        wait: (Duration, Duration),
+        post_only: bool,
+    ) -> Result<Scenario, GooseError> {
         let post = Arc::clone(self);
         let post: TransactionFunction =
             Arc::new(move |user| Box::pin(post_record(Arc::clone(&post), user)));
         let get = Arc::clone(self);
         let get: TransactionFunction =
             Arc::new(move |user| Box::pin(get_root(Arc::clone(&get), user)));
-        Ok(scenario!("Replay")
+        let scenario = scenario!("Replay")
             .set_wait_time(wait.0, wait.1)?
-            .register_transaction(Transaction::new(post).set_name(POST_NAME))
-            .register_transaction(Transaction::new(get).set_name(GET_NAME)))
+            .register_transaction(Transaction::new(post).set_name(POST_NAME));
+        Ok(if post_only {
+            scenario
+        } else {
+            scenario.register_transaction(Transaction::new(get).set_name(GET_NAME))
+        })
     }
 
     /// Makes sure the user has a plan, counting it as started the first time.

@@ -87,7 +87,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         .and_then(|a| {
             a.set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())
         })
-        .and_then(|a| Ok(a.register_scenario(replay.scenario(settings.wait)?)))
+        .and_then(|a| Ok(a.register_scenario(replay.scenario(settings.wait, settings.post_only)?)))
         .map_err(|e| LoadgenError::Goose(goose_error_text(&e)))?;
 
     let started_at = chrono::Utc::now();
@@ -195,6 +195,7 @@ fn goose_configuration(
     config.no_print_metrics = true;
     config.no_telnet = true;
     config.quiet = 1;
+    config.throttle_requests = settings.max_rps;
     config.report_file = ["goose.html", "goose.json"]
         .iter()
         .map(|name| dir.join(name).display().to_string())

@@ -138,3 +138,38 @@ fn unicode_nested_and_64k_records_replay_byte_for_byte() {
     }
     assert!(posts.iter().any(|p| p.body.len() > 64 * 1024 - 20));
 }
+
+#[test]
+fn post_only_skips_get_and_max_rps_caps_the_offered_rate() {
+    let target = Target::start();
+    let reports = tempfile::tempdir().unwrap();
+    // 20 users with no wait would send thousands per second; the cap holds them to 20/s.
+    let run = loadgen(
+        &[
+            "-u",
+            "20",
+            "-r",
+            "1000",
+            "--mode",
+            "loop",
+            "-t",
+            "3s",
+            "--wait",
+            "0ms..0ms",
+            "--post-only",
+            "--max-rps",
+            "20",
+            "-H",
+            &target.url(),
+        ],
+        reports.path(),
+        DEADLINE,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(target.gets(), 0, "--post-only sent GET /");
+    let posts = target.posts().len();
+    assert!(
+        (20..=100).contains(&posts),
+        "{posts} POSTs in 3 s at --max-rps 20"
+    );
+}

@@ -1,0 +1,336 @@
+//! Wires the receivers together: binds every listener first (so a port clash fails at once),
+//! starts the store side, then the entries and the front door; shuts down in the order
+//! that loses nothing: stop HTTP, drain consumers, commit, write reports.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::balancer::{self, Balancer};
+use crate::config::Config;
+use crate::entry::{self, Entry};
+use crate::paths::Publisher;
+use crate::paths::grpc::{self, GrpcPublisher};
+use crate::paths::nats::{self, NatsConfig, NatsPublisher};
+use crate::paths::rabbitmq::{self, RabbitConfig, RabbitPublisher};
+use crate::read::{self, ReadState};
+use crate::route::Route;
+use crate::stats::Stats;
+use crate::store::{SqliteStore, Store};
+
+/// Where a started receivers instance listens (ports resolved, so port 0 works in tests).
+#[derive(Debug, Clone, Default)]
+pub struct Addrs {
+    pub balancer: Option<SocketAddr>,
+    pub entries: Vec<(Route, SocketAddr)>,
+    pub grpc: Option<SocketAddr>,
+}
+
+impl Addrs {
+    pub fn entry(&self, route: Route) -> Option<SocketAddr> {
+        self.entries
+            .iter()
+            .find(|(r, _)| *r == route)
+            .map(|(_, a)| *a)
+    }
+}
+
+/// A running instance: its addresses, and the handle that stops it.
+pub struct Running {
+    pub addrs: Addrs,
+    pub run_id: String,
+    stop: CancellationToken,
+    done: JoinHandle<anyhow::Result<PathBuf>>,
+}
+
+impl Running {
+    /// Asks for a graceful shutdown; `wait` returns once it is complete.
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits for shutdown to finish; returns the report folder written.
+    pub async fn wait(self) -> anyhow::Result<PathBuf> {
+        self.done
+            .await
+            .map_err(|e| anyhow!("the receivers task failed: {e}"))?
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for the {what}; stop whatever holds it or pass {flag}")
+    })
+}
+
+/// Starts everything `config` enables and returns at once.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let run_id = config.run_id.clone().unwrap_or_else(|| {
+        format!(
+            "receivers-{}-{:04x}",
+            chrono::Utc::now().format("%Y%m%d-%H%M%S"),
+            rand::random::<u16>()
+        )
+    });
+    let enabled = config.paths.clone();
+    if enabled.is_empty() {
+        anyhow::bail!("--paths is empty; enable at least one of grpc, rabbitmq, nats");
+    }
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.store)
+            .with_context(|| format!("opening the store {}", config.store.display()))?,
+    );
+    let stats = Arc::new(Stats::start(run_id.clone(), enabled.clone()));
+    let publish_timeout = Duration::from_millis(config.publish_timeout_ms);
+
+    let stop = CancellationToken::new();
+    // The store side stops only after every HTTP request has been answered.
+    let backend_stop = CancellationToken::new();
+    let backend = TaskTracker::new();
+    let mut addrs = Addrs::default();
+
+    let nats_config = NatsConfig {
+        url: config.nats_url.clone(),
+        stream: config.stream.clone(),
+        subject: config.subject.clone(),
+        consumer: config.consumer.clone(),
+        max_ack_pending: config.max_ack_pending,
+        ack_wait: Duration::from_secs(config.nats_ack_wait_secs),
+    };
+    let rabbit_config = RabbitConfig {
+        url: config.amqp_url.clone(),
+        queue: config.queue.clone(),
+        prefetch: config.prefetch,
+    };
+    let nats_client = if enabled.contains(&Route::Nats) {
+        Some(nats::connect(&nats_config).await.map_err(|e| anyhow!(e))?)
+    } else {
+        None
+    };
+
+    // Store side: the gRPC server and the two consumers.
+    let mut grpc_server = None;
+    if !config.no_consumers {
+        if enabled.contains(&Route::Grpc) {
+            let listener = bind(config.grpc_addr, "gRPC server", "--grpc-addr").await?;
+            addrs.grpc = Some(listener.local_addr()?);
+            let (store, stats, stop) =
+                (Arc::clone(&store), Arc::clone(&stats), backend_stop.clone());
+            grpc_server = Some(tokio::spawn(grpc::serve(listener, store, stats, stop)));
+        }
+        if enabled.contains(&Route::Rabbitmq) {
+            rabbitmq::spawn_consumer(
+                rabbit_config.clone(),
+                Arc::clone(&store),
+                Arc::clone(&stats),
+                backend_stop.clone(),
+                backend.clone(),
+            );
+        }
+        if let Some(client) = &nats_client {
+            nats::spawn_consumer(
+                client.clone(),
+                nats_config.clone(),
+                Arc::clone(&store),
+                Arc::clone(&stats),
+                backend_stop.clone(),
+                backend.clone(),
+            );
+        }
+    }
+
+    // Entry side: one HTTP entry per path, and the front door.
+    let mut servers = Vec::new();
+    let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
+    if !config.no_entries {
+        for route in &enabled {
+            let publisher: Arc<dyn Publisher> = match route {
+                Route::Grpc => {
+                    let url = match addrs.grpc {
+                        Some(addr) if config.grpc_url.is_none() => format!("http://{addr}"),
+                        _ => config.grpc_url(),
+                    };
+                    Arc::new(GrpcPublisher::new(&url, publish_timeout).map_err(|e| anyhow!(e))?)
+                }
+                Route::Rabbitmq => Arc::new(RabbitPublisher::start(
+                    rabbit_config.clone(),
+                    backend_stop.clone(),
+                    &backend,
+                )),
+                Route::Nats => Arc::new(NatsPublisher::new(
+                    nats_client.clone().expect("a client when nats is enabled"),
+                    nats_config.clone(),
+                )),
+            };
+            publishers.push(publisher);
+        }
+        let read_state = Arc::new(ReadState {
+            store: Arc::clone(&store),
+            stats: Arc::clone(&stats),
+            publishers: publishers.clone(),
+        });
+        for publisher in &publishers {
+            let route = publisher.route();
+            let (addr, flag) = match route {
+                Route::Grpc => (config.grpc_entry_addr, "--grpc-entry-addr"),
+                Route::Rabbitmq => (config.rabbitmq_entry_addr, "--rabbitmq-entry-addr"),
+                Route::Nats => (config.nats_entry_addr, "--nats-entry-addr"),
+            };
+            let listener = bind(addr, &format!("{route} entry"), flag).await?;
+            addrs.entries.push((route, listener.local_addr()?));
+            let entry = Arc::new(Entry {
+                publisher: Arc::clone(publisher),
+                stats: Arc::clone(&stats),
+                permits: Arc::new(Semaphore::new(config.max_in_flight)),
+                max_in_flight: config.max_in_flight,
+                body_limit: config.body_limit,
+                publish_timeout,
+            });
+            let app = Router::new()
+                .route("/", post(entry::post_record).with_state(entry))
+                .merge(read_routes(Arc::clone(&read_state)));
+            servers.push(serve(listener, app, stop.clone()));
+        }
+        let listener = bind(
+            config.balancer_addr,
+            "front-door balancer",
+            "--balancer-addr",
+        )
+        .await?;
+        addrs.balancer = Some(listener.local_addr()?);
+        let balancer = Arc::new(front_door(&config, &addrs)?);
+        let app = Router::new()
+            .route("/", post(balancer::post_any))
+            .route("/{route}", post(balancer::post_route))
+            .with_state(balancer)
+            .layer(DefaultBodyLimit::max(config.body_limit * 2))
+            .merge(read_routes(read_state));
+        servers.push(serve(listener, app, stop.clone()));
+    }
+    log_listening(&addrs, &config);
+
+    let reports = config.reports.clone();
+    let id = run_id.clone();
+    let stopped = stop.clone();
+    let done = tokio::spawn(async move {
+        stopped.cancelled().await;
+        for server in servers {
+            let _ = server.await;
+        }
+        tracing::info!("HTTP stopped; draining consumers");
+        backend_stop.cancel();
+        backend.close();
+        backend.wait().await;
+        if let Some(server) = grpc_server {
+            let _ = server.await;
+        }
+        // Commit everything queued before the snapshot, so the report matches the store.
+        let closing = Arc::clone(&store);
+        let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+        let snapshot = stats.snapshot().await;
+        let dir = crate::reports::write(&reports, &id, &snapshot)
+            .with_context(|| format!("writing reports into {}", reports.display()))?;
+        tracing::info!("reports written to {}", dir.display());
+        Ok(dir)
+    });
+    Ok(Running {
+        addrs,
+        run_id,
+        stop,
+        done,
+    })
+}
+
+/// The routes every listener serves besides its `POST`.
+fn read_routes(state: Arc<ReadState>) -> Router {
+    Router::new()
+        .route("/", get(read::latest))
+        .route("/stats", get(read::stats))
+        .route("/metrics", get(read::metrics))
+        .route("/health", get(read::health))
+        .route("/ready", get(read::ready))
+        .with_state(state)
+}
+
+/// Serves `app` until `stop`, letting requests in progress finish.
+fn serve(
+    listener: TcpListener,
+    app: Router,
+    stop: CancellationToken,
+) -> JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    })
+}
+
+/// The balancer's upstreams: `--upstream` pairs, else this process's own entries.
+fn front_door(config: &Config, addrs: &Addrs) -> anyhow::Result<Balancer> {
+    let weights = Config::pairs(&config.weights, "--weight").map_err(|e| anyhow!(e))?;
+    let weight_of = |route: Route| -> anyhow::Result<u32> {
+        match weights.iter().find(|(r, _)| *r == route) {
+            None => Ok(1),
+            Some((_, w)) => w.parse().map_err(|_| {
+                anyhow!("--weight {route}={w}: the weight must be a whole number, such as 2")
+            }),
+        }
+    };
+    let explicit = Config::pairs(&config.upstreams, "--upstream").map_err(|e| anyhow!(e))?;
+    let upstreams: Vec<(Route, String)> = if explicit.is_empty() {
+        addrs
+            .entries
+            .iter()
+            .map(|(route, addr)| (*route, format!("http://{addr}")))
+            .collect()
+    } else {
+        explicit
+    };
+    let mut weighted = Vec::new();
+    for (route, url) in upstreams {
+        weighted.push((route, url, weight_of(route)?));
+    }
+    let timeout = Duration::from_millis(config.publish_timeout_ms) + Duration::from_secs(2);
+    Balancer::new(weighted, timeout).map_err(|e| anyhow!(e))
+}
+
+fn log_listening(addrs: &Addrs, config: &Config) {
+    if let Some(addr) = addrs.balancer {
+        tracing::info!("front-door balancer listening on http://{addr}");
+    }
+    for (route, addr) in &addrs.entries {
+        tracing::info!("{route} entry listening on http://{addr}");
+    }
+    if let Some(addr) = addrs.grpc {
+        tracing::info!("gRPC server listening on {addr}");
+    }
+    tracing::info!(
+        store = %config.store.display(),
+        amqp = %rabbitmq::redact(&config.amqp_url),
+        nats = %config.nats_url,
+        "store opened; broker connections are reported as they come up"
+    );
+}
+
+/// Runs until `shutdown` resolves, then stops gracefully (the binary's entry point).
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<PathBuf> {
+    let running = start(config).await?;
+    shutdown.await;
+    tracing::info!("shutting down: no new requests; finishing in-flight work");
+    running.shutdown();
+    running.wait().await
+}

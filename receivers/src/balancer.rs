@@ -1,0 +1,252 @@
+//! The front door: `POST /` goes round-robin (weighted) over the paths' HTTP entries,
+//! `POST /<route>` to one. An entry that refuses connections or answers 503 is skipped for
+//! a cooldown, and the request tries the next: resending is safe, the store keys on the id.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::AppError;
+use crate::route::Route;
+
+/// One path's entry as the balancer sees it.
+#[derive(Debug)]
+pub struct Upstream {
+    pub route: Route,
+    /// Base URL, such as http://127.0.0.1:8083.
+    pub url: String,
+    /// Milliseconds since the balancer started before which this upstream is skipped.
+    down_until_ms: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Balancer {
+    upstreams: Vec<Upstream>,
+    /// Upstream indices, each repeated by its weight, interleaved (smooth round-robin).
+    schedule: Vec<usize>,
+    next: AtomicUsize,
+    client: reqwest::Client,
+    cooldown: Duration,
+    started: Instant,
+}
+
+impl Balancer {
+    /// `upstreams` are (route, base URL, weight); weights of 0 leave a route out of `POST /`.
+    pub fn new(
+        upstreams: Vec<(Route, String, u32)>,
+        timeout: Duration,
+    ) -> Result<Balancer, String> {
+        let schedule = smooth_schedule(&upstreams.iter().map(|u| u.2).collect::<Vec<_>>());
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(timeout)
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("balancer HTTP client: {e}"))?;
+        Ok(Balancer {
+            upstreams: upstreams
+                .into_iter()
+                .map(|(route, url, _)| Upstream {
+                    route,
+                    url: url.trim_end_matches('/').to_string(),
+                    down_until_ms: AtomicU64::new(0),
+                })
+                .collect(),
+            schedule,
+            next: AtomicUsize::new(0),
+            client,
+            cooldown: Duration::from_secs(1),
+            started: Instant::now(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn is_up(&self, index: usize) -> bool {
+        self.upstreams[index].down_until_ms.load(Ordering::Relaxed) <= self.now_ms()
+    }
+
+    fn mark_down(&self, index: usize) {
+        let until = self.now_ms() + self.cooldown.as_millis() as u64;
+        self.upstreams[index]
+            .down_until_ms
+            .store(until, Ordering::Relaxed);
+    }
+
+    /// The healthy upstreams to try, in turn order, each once.
+    fn candidates(&self) -> Vec<usize> {
+        if self.schedule.is_empty() {
+            return Vec::new();
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut order = Vec::with_capacity(self.upstreams.len());
+        for step in 0..self.schedule.len() {
+            let index = self.schedule[(start + step) % self.schedule.len()];
+            if !order.contains(&index) && self.is_up(index) {
+                order.push(index);
+            }
+        }
+        order
+    }
+
+    async fn forward(&self, candidates: Vec<usize>, headers: &HeaderMap, body: Bytes) -> Response {
+        let mut last_problem = String::from("every path is down (cooling off after failures)");
+        for index in candidates {
+            let upstream = &self.upstreams[index];
+            let mut request = self
+                .client
+                .post(format!("{}/", upstream.url))
+                .body(body.clone());
+            for name in [header::CONTENT_TYPE.as_str(), "idempotency-key"] {
+                if let Some(value) = headers.get(name) {
+                    request = request.header(name, value.as_bytes());
+                }
+            }
+            match request.send().await {
+                Ok(response) if response.status() != StatusCode::SERVICE_UNAVAILABLE => {
+                    return relay(response).await;
+                }
+                Ok(_) => {
+                    last_problem = format!("the {} entry answered 503", upstream.route);
+                    self.mark_down(index);
+                }
+                Err(error) => {
+                    last_problem = format!(
+                        "the {} entry at {} failed: {error}",
+                        upstream.route, upstream.url
+                    );
+                    self.mark_down(index);
+                }
+            }
+        }
+        AppError::unavailable(
+            "no_path_available",
+            format!("{last_problem}; resend with the same Idempotency-Key"),
+        )
+        .into_response()
+    }
+}
+
+/// Copies status, content type and body from the entry's response.
+async fn relay(response: reqwest::Response) -> Response {
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let body = response.bytes().await.unwrap_or_default();
+    let mut out = (status, body).into_response();
+    for (name, value) in [
+        (header::CONTENT_TYPE, content_type),
+        (header::RETRY_AFTER, retry_after),
+    ] {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
+            out.headers_mut().insert(name, value);
+        }
+    }
+    out
+}
+
+/// `POST /`: any path, in turn.
+pub async fn post_any(
+    State(balancer): State<Arc<Balancer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let candidates = balancer.candidates();
+    balancer.forward(candidates, &headers, body).await
+}
+
+/// `POST /<route>`: that path only.
+pub async fn post_route(
+    State(balancer): State<Arc<Balancer>>,
+    Path(route): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(route) = Route::from_name(&route) else {
+        return AppError {
+            status: StatusCode::NOT_FOUND,
+            code: "no_such_route",
+            message: format!(
+                "there is no path '{route}'; use /grpc, /rabbitmq or /nats, or / for any"
+            ),
+        }
+        .into_response();
+    };
+    let candidates: Vec<usize> = (0..balancer.upstreams.len())
+        .filter(|i| balancer.upstreams[*i].route == route)
+        .collect();
+    if candidates.is_empty() {
+        return AppError::unavailable(
+            "path_not_enabled",
+            format!("the {route} path is not enabled here"),
+        )
+        .into_response();
+    }
+    balancer.forward(candidates, &headers, body).await
+}
+
+/// Interleaves indices by weight so heavy upstreams are not hit in bursts
+/// (nginx's smooth weighted round-robin): weights 2,1 give 0,1,0.
+pub fn smooth_schedule(weights: &[u32]) -> Vec<usize> {
+    let total: i64 = weights.iter().map(|w| i64::from(*w)).sum();
+    let mut current = vec![0_i64; weights.len()];
+    let mut schedule = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        for (c, w) in current.iter_mut().zip(weights) {
+            *c += i64::from(*w);
+        }
+        let (best, _) = current
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, c)| (**c, -(*i as i64)))
+            .expect("weights");
+        current[best] -= total;
+        schedule.push(best);
+    }
+    schedule
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_interleave() {
+        assert_eq!(smooth_schedule(&[1, 1, 1]), vec![0, 1, 2]);
+        assert_eq!(smooth_schedule(&[2, 1]), vec![0, 1, 0]);
+        let s = smooth_schedule(&[5, 1, 0]);
+        assert_eq!(s.iter().filter(|i| **i == 0).count(), 5);
+        assert!(!s.contains(&2), "weight 0 is never chosen");
+    }
+
+    #[test]
+    fn round_robin_skips_upstreams_that_are_down() {
+        let b = Balancer::new(
+            Route::ALL
+                .iter()
+                .map(|r| (*r, format!("http://127.0.0.1:1/{r}"), 1))
+                .collect(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let firsts: Vec<usize> = (0..3).map(|_| b.candidates()[0]).collect();
+        assert_eq!(firsts, vec![0, 1, 2], "each path gets its turn");
+        b.mark_down(1);
+        for _ in 0..6 {
+            assert!(
+                !b.candidates().contains(&1),
+                "a path that is down is skipped"
+            );
+        }
+        assert_eq!(b.candidates().len(), 2);
+    }
+}

@@ -1,0 +1,298 @@
+//! Counters and latency histograms per route: workers bump atomics and send latency samples
+//! over a channel; one collector task owns every histogram, so no lock is ever shared.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::route::Route;
+
+/// Where a latency was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// From the request arriving at the entry to its response.
+    Ingress,
+    /// From publish to consume: the broker (or the gRPC call) alone.
+    Hop,
+    /// From the entry accepting the record to the store committing it.
+    E2e,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::Ingress, Stage::Hop, Stage::E2e];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Ingress => "ingress",
+            Stage::Hop => "hop",
+            Stage::E2e => "e2e",
+        }
+    }
+}
+
+/// 1 us to 60 s at 3 significant digits, as HdrHistogram's own tools default to.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    stored: AtomicU64,
+    duplicates: AtomicU64,
+    /// Duplicates that came from a broker redelivering, not from a client resending: they
+    /// must not count against in-flight, which tracks accepted sends.
+    redelivered_duplicates: AtomicU64,
+}
+
+/// What happened to one record at the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOutcome {
+    Stored,
+    Duplicate { redelivered: bool },
+}
+
+type Sample = (Route, Stage, u64);
+type Query = oneshot::Sender<HashMap<(Route, Stage), Histogram<u64>>>;
+
+/// The handle every worker holds; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Stats {
+    counters: [Counters; 3],
+    samples: mpsc::UnboundedSender<Sample>,
+    queries: mpsc::Sender<Query>,
+    pub instance_id: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub enabled: Vec<Route>,
+}
+
+impl Stats {
+    /// Starts the collector task; it ends when the last `Stats` handle is dropped.
+    pub fn start(instance_id: String, enabled: Vec<Route>) -> Stats {
+        let (samples, mut sample_rx) = mpsc::unbounded_channel::<Sample>();
+        let (queries, mut query_rx) = mpsc::channel::<Query>(16);
+        tokio::spawn(async move {
+            let mut histograms: HashMap<(Route, Stage), Histogram<u64>> = HashMap::new();
+            loop {
+                tokio::select! {
+                    // Samples first: a snapshot must include every sample sent before it was asked.
+                    biased;
+                    sample = sample_rx.recv() => match sample {
+                        Some((route, stage, micros)) => {
+                            let h = histograms.entry((route, stage)).or_insert_with(new_histogram);
+                            h.saturating_record(micros.max(1));
+                        }
+                        None => break,
+                    },
+                    Some(reply) = query_rx.recv() => {
+                        let _ = reply.send(histograms.clone());
+                    }
+                }
+            }
+        });
+        Stats {
+            counters: Default::default(),
+            samples,
+            queries,
+            instance_id,
+            started_at: chrono::Utc::now(),
+            enabled,
+        }
+    }
+
+    pub fn latency(&self, route: Route, stage: Stage, micros: u64) {
+        let _ = self.samples.send((route, stage, micros));
+    }
+
+    pub fn accepted(&self, route: Route) {
+        self.counters[route.index()]
+            .accepted
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rejected(&self, route: Route) {
+        self.counters[route.index()]
+            .rejected
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn store_outcome(&self, route: Route, outcome: StoreOutcome) {
+        let c = &self.counters[route.index()];
+        match outcome {
+            StoreOutcome::Stored => c.stored.fetch_add(1, Ordering::Relaxed),
+            StoreOutcome::Duplicate { redelivered } => {
+                if redelivered {
+                    c.redelivered_duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                c.duplicates.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+
+    /// Every counter and histogram as `/stats` serves it.
+    pub async fn snapshot(&self) -> StatsSnapshot {
+        let (reply, answer) = oneshot::channel();
+        let histograms = match self.queries.send(reply).await {
+            Ok(()) => answer.await.unwrap_or_default(),
+            Err(_) => HashMap::new(),
+        };
+        let routes = Route::ALL
+            .into_iter()
+            .map(|route| {
+                let c = &self.counters[route.index()];
+                let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                let (accepted, stored, duplicates) =
+                    (load(&c.accepted), load(&c.stored), load(&c.duplicates));
+                let settled = stored + duplicates - load(&c.redelivered_duplicates);
+                let latency = Stage::ALL
+                    .into_iter()
+                    .map(|stage| {
+                        let h = histograms
+                            .get(&(route, stage))
+                            .cloned()
+                            .unwrap_or_else(new_histogram);
+                        (stage, StageStats::of(&h))
+                    })
+                    .collect();
+                let stats = RouteStats {
+                    enabled: self.enabled.contains(&route),
+                    accepted,
+                    stored,
+                    duplicates,
+                    rejected: load(&c.rejected),
+                    in_flight: accepted.saturating_sub(settled),
+                    latency,
+                };
+                (route, stats)
+            })
+            .collect();
+        StatsSnapshot {
+            schema_version: 1,
+            instance_id: self.instance_id.clone(),
+            started_at: self.started_at.to_rfc3339(),
+            uptime_secs: (chrono::Utc::now() - self.started_at).num_milliseconds() as f64 / 1000.0,
+            routes,
+        }
+    }
+}
+
+/// `GET /stats` (schema: `receivers/schema/stats.schema.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatsSnapshot {
+    pub schema_version: u32,
+    pub instance_id: String,
+    pub started_at: String,
+    pub uptime_secs: f64,
+    pub routes: BTreeMap<Route, RouteStats>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RouteStats {
+    pub enabled: bool,
+    /// 2xx answers at the entry: records the path durably accepted.
+    pub accepted: u64,
+    /// Records committed to the store for the first time.
+    pub stored: u64,
+    /// Inserts of an id already stored (a resend, or a broker redelivery).
+    pub duplicates: u64,
+    /// Non-2xx answers at the entry.
+    pub rejected: u64,
+    /// Accepted but not yet stored.
+    pub in_flight: u64,
+    pub latency: BTreeMap<Stage, StageStats>,
+}
+
+/// Milliseconds, plus the histogram itself for clients that merge or plot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageStats {
+    pub count: u64,
+    pub min_ms: f64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub p99_9_ms: f64,
+    pub max_ms: f64,
+    /// HdrHistogram V2 compressed ("HISTFAAA…"), base64, values in microseconds.
+    pub histogram: String,
+}
+
+impl StageStats {
+    pub fn of(h: &Histogram<u64>) -> StageStats {
+        let ms = |us: u64| us as f64 / 1000.0;
+        let empty = h.is_empty();
+        let q = |quantile: f64| {
+            if empty {
+                0.0
+            } else {
+                ms(h.value_at_quantile(quantile))
+            }
+        };
+        StageStats {
+            count: h.len(),
+            min_ms: if empty { 0.0 } else { ms(h.min()) },
+            mean_ms: if empty { 0.0 } else { h.mean() / 1000.0 },
+            p50_ms: q(0.50),
+            p90_ms: q(0.90),
+            p95_ms: q(0.95),
+            p99_ms: q(0.99),
+            p99_9_ms: q(0.999),
+            max_ms: if empty { 0.0 } else { ms(h.max()) },
+            histogram: encode(h),
+        }
+    }
+}
+
+/// HdrHistogram's interchange form: V2 deflate, then base64.
+pub fn encode(h: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .expect("serializing into memory cannot fail");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn counters_and_percentiles_come_back_in_the_snapshot() {
+        let stats = Stats::start("t".into(), vec![Route::Nats]);
+        for _ in 0..3 {
+            stats.accepted(Route::Nats);
+        }
+        stats.store_outcome(Route::Nats, StoreOutcome::Stored);
+        stats.store_outcome(Route::Nats, StoreOutcome::Duplicate { redelivered: true });
+        stats.rejected(Route::Grpc);
+        for micros in 1..=1000 {
+            stats.latency(Route::Nats, Stage::E2e, micros * 10);
+        }
+        let snapshot = stats.snapshot().await;
+        let nats = &snapshot.routes[&Route::Nats];
+        assert_eq!((nats.accepted, nats.stored, nats.duplicates), (3, 1, 1));
+        assert_eq!(
+            nats.in_flight, 2,
+            "a redelivered duplicate does not settle an accepted send"
+        );
+        assert!(nats.enabled && !snapshot.routes[&Route::Grpc].enabled);
+        assert_eq!(snapshot.routes[&Route::Grpc].rejected, 1);
+        let e2e = &nats.latency[&Stage::E2e];
+        assert_eq!(e2e.count, 1000);
+        assert!((4.9..=5.1).contains(&e2e.p50_ms), "p50 {}", e2e.p50_ms);
+        assert!((9.9..=10.1).contains(&e2e.max_ms), "max {}", e2e.max_ms);
+        assert!(
+            e2e.histogram.starts_with("HISTFAAA"),
+            "{}",
+            &e2e.histogram[..12]
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! Where every path ends: the store of records, keyed by id so each is stored exactly once.
+//! SQLite in WAL mode; one writer thread groups concurrent inserts into one commit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::record::{Record, now_us};
+use crate::route::Route;
+
+/// The outcome of an insert once it is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    /// False when the id was already stored: the insert changed nothing.
+    pub new: bool,
+    /// When the commit finished, microseconds since the epoch.
+    pub stored_at_us: i64,
+}
+
+/// One stored record, as `GET /` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StoredRow {
+    pub id: String,
+    pub route: String,
+    pub payload: serde_json::Value,
+    pub accepted_at_us: i64,
+    pub stored_at_us: i64,
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the store is shut down")]
+    Closed,
+}
+
+/// What the paths need from a store. Small on purpose, so a server database can follow.
+pub trait Store: Send + Sync + 'static {
+    /// Stores `record` under `route` unless its id is stored already; resolves after commit.
+    fn insert(&self, route: Route, record: Record) -> BoxFuture<'_, Result<Inserted, StoreError>>;
+    /// The most recently stored records, newest first.
+    fn latest(&self, limit: usize) -> BoxFuture<'_, Result<Vec<StoredRow>, StoreError>>;
+    /// Stored records per route.
+    fn counts(&self) -> BoxFuture<'_, Result<BTreeMap<Route, u64>, StoreError>>;
+    /// Whether `id` is stored, and under which route.
+    fn route_of(&self, id: String) -> BoxFuture<'_, Result<Option<Route>, StoreError>>;
+    /// Stops taking inserts and blocks until every accepted one is committed.
+    fn close(&self);
+}
+
+type Pending = (Route, Record, oneshot::Sender<Result<Inserted, StoreError>>);
+
+/// SQLite behind the `Store` trait: a writer thread for inserts, a reader for queries.
+pub struct SqliteStore {
+    path: PathBuf,
+    /// `None` once closed. Sending is synchronous, so the lock is never held across an await.
+    writes: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+    reader: Arc<Mutex<Connection>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Inserts grouped into one transaction at most: bounds the latency one commit adds.
+const MAX_BATCH: usize = 512;
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let writer = Connection::open(path).map_err(sqlite)?;
+        // WAL lets readers run beside the writer; FULL makes each commit survive power loss,
+        // which a 2xx promises; batching pays for the fsync.
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA busy_timeout = 5000;
+                 CREATE TABLE IF NOT EXISTS records (
+                     id TEXT PRIMARY KEY,
+                     route TEXT NOT NULL,
+                     payload TEXT NOT NULL,
+                     accepted_at INTEGER NOT NULL,
+                     stored_at INTEGER NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS records_stored_at ON records (stored_at);",
+            )
+            .map_err(sqlite)?;
+        let reader = Connection::open(path).map_err(sqlite)?;
+        reader
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite)?;
+        let (writes, queue) = mpsc::unbounded_channel();
+        let thread_path = path.to_path_buf();
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || write_loop(writer, queue, thread_path))
+            .expect("spawn the store writer thread");
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writes: Mutex::new(Some(writes)),
+            reader: Arc::new(Mutex::new(reader)),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Runs a read on the blocking pool; the lock is held there, never across an `.await`.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = Arc::clone(&self.reader);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = reader.lock().unwrap_or_else(|p| p.into_inner());
+            query(&connection).map_err(|source| StoreError::Sqlite { path, source })
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    fn close_writer(&self) {
+        // Dropping the sender ends the writer's queue: it commits what is left and exits.
+        drop(self.writes.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(handle) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn write_loop(
+    mut connection: Connection,
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+    path: PathBuf,
+) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let outcome = commit(&mut connection, &batch);
+        for ((_, _, reply), result) in batch.drain(..).zip(outcome) {
+            let _ = reply.send(result.map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            }));
+        }
+    }
+}
+
+/// One transaction for the whole batch; every insert gets the commit's outcome.
+fn commit(connection: &mut Connection, batch: &[Pending]) -> Vec<rusqlite::Result<Inserted>> {
+    let mut attempt = || -> rusqlite::Result<Vec<bool>> {
+        let tx = connection.transaction()?;
+        let stored_at = now_us();
+        let mut fresh = Vec::with_capacity(batch.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO records (id, route, payload, accepted_at, stored_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (route, record, _) in batch {
+                let payload = String::from_utf8_lossy(&record.payload);
+                let changed = insert.execute(params![
+                    record.id,
+                    route.name(),
+                    payload,
+                    record.accepted_at_us,
+                    stored_at
+                ])?;
+                fresh.push(changed == 1);
+            }
+        }
+        tx.commit()?;
+        Ok(fresh)
+    };
+    match attempt() {
+        Ok(fresh) => {
+            let stored_at_us = now_us();
+            fresh
+                .into_iter()
+                .map(|new| Ok(Inserted { new, stored_at_us }))
+                .collect()
+        }
+        Err(error) => batch.iter().map(|_| Err(clone_error(&error))).collect(),
+    }
+}
+
+/// rusqlite errors are not `Clone`; every insert of a failed batch gets the same message.
+fn clone_error(error: &rusqlite::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(error.to_string().into())
+}
+
+impl Store for SqliteStore {
+    fn close(&self) {
+        self.close_writer();
+    }
+
+    fn insert(&self, route: Route, record: Record) -> BoxFuture<'_, Result<Inserted, StoreError>> {
+        Box::pin(async move {
+            let (reply, done) = oneshot::channel();
+            self.writes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .ok_or(StoreError::Closed)?
+                .send((route, record, reply))
+                .map_err(|_| StoreError::Closed)?;
+            done.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn latest(&self, limit: usize) -> BoxFuture<'_, Result<Vec<StoredRow>, StoreError>> {
+        Box::pin(self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT id, route, payload, accepted_at, stored_at FROM records
+                 ORDER BY stored_at DESC, rowid DESC LIMIT ?1",
+            )?;
+            let rows = statement.query_map([limit as i64], |row| {
+                let payload: String = row.get(2)?;
+                Ok(StoredRow {
+                    id: row.get(0)?,
+                    route: row.get(1)?,
+                    payload: serde_json::from_str(&payload)
+                        .unwrap_or(serde_json::Value::String(payload)),
+                    accepted_at_us: row.get(3)?,
+                    stored_at_us: row.get(4)?,
+                })
+            })?;
+            rows.collect()
+        }))
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Result<BTreeMap<Route, u64>, StoreError>> {
+        Box::pin(self.read(|c| {
+            let mut statement =
+                c.prepare_cached("SELECT route, COUNT(*) FROM records GROUP BY route")?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })?;
+            let mut counts: BTreeMap<Route, u64> = Route::ALL.iter().map(|r| (*r, 0)).collect();
+            for row in rows {
+                let (route, count) = row?;
+                if let Some(route) = Route::from_name(&route) {
+                    counts.insert(route, count as u64);
+                }
+            }
+            Ok(counts)
+        }))
+    }
+
+    fn route_of(&self, id: String) -> BoxFuture<'_, Result<Option<Route>, StoreError>> {
+        Box::pin(self.read(move |c| {
+            let route: Option<String> = c
+                .query_row("SELECT route FROM records WHERE id = ?1", [id], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            Ok(route.as_deref().and_then(Route::from_name))
+        }))
+    }
+}

@@ -1,0 +1,236 @@
+//! Test support: receivers started in-process on port 0 against the real brokers, with a
+//! queue, stream, consumer and SQLite file of their own, removed from the brokers on drop.
+
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use receivers::{Config, Route, Running};
+use serde_json::Value;
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// Fails the test with what to do when a broker is not there: a test that needs a broker
+/// must never pass or skip silently without it.
+pub fn require_brokers() {
+    for (name, addr) in [("RabbitMQ", "127.0.0.1:5672"), ("NATS", "127.0.0.1:4222")] {
+        let socket: SocketAddr = addr.to_socket_addrs().unwrap().next().unwrap();
+        if let Err(error) = TcpStream::connect_timeout(&socket, Duration::from_secs(2)) {
+            panic!(
+                "{name} is not reachable at {addr} ({error}); start the brokers with `scripts/brokers up` (scripts/test does it for you)"
+            );
+        }
+    }
+}
+
+/// Names no other test uses, so tests run in parallel and leave nothing behind.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub queue: String,
+    pub stream: String,
+    pub subject: String,
+    pub consumer: String,
+}
+
+impl Names {
+    pub fn unique() -> Names {
+        let tag = format!("{:012x}", rand::rng().random::<u64>() & 0xffff_ffff_ffff);
+        Names {
+            queue: format!("test-records-{tag}"),
+            stream: format!("TEST_RECORDS_{tag}"),
+            subject: format!("test.records.{tag}"),
+            consumer: format!("test-consumer-{tag}"),
+        }
+    }
+
+    /// Deletes the queue and the stream from the brokers.
+    pub fn remove_from_brokers(&self) {
+        let names = self.clone();
+        // Drop cannot be async; a small runtime of its own on a plain thread does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(connection) =
+                    lapin::Connection::connect(AMQP_URL, Default::default()).await
+                    && let Ok(channel) = connection.create_channel().await
+                {
+                    let _ = channel
+                        .queue_delete(names.queue.as_str().into(), Default::default())
+                        .await;
+                    let _ = connection.close(200, "test cleanup".into()).await;
+                }
+                if let Ok(client) = async_nats::connect(NATS_URL).await {
+                    let _ = async_nats::jetstream::new(client)
+                        .delete_stream(&names.stream)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A receivers instance for one test.
+pub struct Harness {
+    pub running: Option<Running>,
+    pub names: Names,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+/// A config on port 0 everywhere, with its own names, store and reports.
+pub fn test_config(names: &Names, dir: &Path) -> Config {
+    let mut config = Config::defaults();
+    let any = "127.0.0.1:0".parse().unwrap();
+    config.balancer_addr = any;
+    config.grpc_entry_addr = any;
+    config.rabbitmq_entry_addr = any;
+    config.nats_entry_addr = any;
+    config.grpc_addr = any;
+    config.amqp_url = AMQP_URL.into();
+    config.nats_url = NATS_URL.into();
+    config.store = dir.join("store.db");
+    config.reports = dir.join("reports");
+    config.queue = names.queue.clone();
+    config.stream = names.stream.clone();
+    config.subject = names.subject.clone();
+    config.consumer = names.consumer.clone();
+    config.publish_timeout_ms = 5000;
+    config
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Harness {
+        let harness = Self::start_unready(adjust).await;
+        harness.wait_ready().await;
+        harness
+    }
+
+    /// Starts without waiting for `/ready` (for tests where a broker is meant to be down).
+    pub async fn start_unready(adjust: impl FnOnce(&mut Config)) -> Harness {
+        require_brokers();
+        let names = Names::unique();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(&names, dir.path());
+        adjust(&mut config);
+        let running = receivers::start(config).await.expect("receivers start");
+        Harness {
+            running: Some(running),
+            names,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    pub fn balancer(&self) -> String {
+        format!("http://{}", self.running().addrs.balancer.unwrap())
+    }
+
+    pub fn entry(&self, route: Route) -> String {
+        format!("http://{}", self.running().addrs.entry(route).unwrap())
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.path().join("store.db")
+    }
+
+    /// Polls `/ready` until every path is connected, or fails after 30 s.
+    pub async fn wait_ready(&self) {
+        let url = format!("{}/ready", self.balancer());
+        let mut last = String::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(response) = self.http.get(&url).send().await {
+                let ok = response.status().is_success();
+                last = response.text().await.unwrap_or_default();
+                if ok {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("receivers not ready within 30 s: {last}");
+    }
+
+    /// POSTs `body` with an Idempotency-Key; returns status and JSON answer.
+    pub async fn post(&self, url: &str, key: &str, body: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.balancer()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Stops gracefully and returns the report folder.
+    pub async fn stop(&mut self) -> PathBuf {
+        let running = self.running.take().unwrap();
+        running.shutdown();
+        running.wait().await.expect("clean shutdown")
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(running) = &self.running {
+            running.shutdown();
+        }
+        self.names.remove_from_brokers();
+    }
+}
+
+/// Rows in the store: (id, route, payload).
+pub fn stored_rows(store: &Path) -> Vec<(String, String, String)> {
+    let connection = rusqlite::Connection::open(store).unwrap();
+    let mut statement = connection
+        .prepare("SELECT id, route, payload FROM records ORDER BY id")
+        .unwrap();
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Polls `check` until it returns true, failing with `what` after `limit`.
+pub async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(check(), "not within {limit:?}: {what}");
+}
