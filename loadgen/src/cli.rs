@@ -85,6 +85,18 @@ pub struct Cli {
     #[arg(long)]
     pub post_only: bool,
 
+    /// The receivers to reconcile with after the run (GET /stats, GET /records) [default: --host]
+    #[arg(long, value_name = "URL")]
+    pub receivers: Option<String>,
+
+    /// How long to wait after the run for the receivers to store what is in flight
+    #[arg(long, value_name = "TIME", default_value = "30s")]
+    pub drain_timeout: String,
+
+    /// Skip reconciliation (for targets that are not the receivers)
+    #[arg(long)]
+    pub no_reconcile: bool,
+
     /// Seconds between progress lines on stderr
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub progress_every: u64,
@@ -118,6 +130,9 @@ pub struct Settings {
     pub progress_every: Duration,
     pub max_rps: Option<usize>,
     pub post_only: bool,
+    /// `None` when --no-reconcile.
+    pub receivers: Option<url::Url>,
+    pub drain_timeout: Duration,
 }
 
 impl Cli {
@@ -160,6 +175,17 @@ impl Cli {
                 source: RuleSource::Cli,
             });
         }
+        let receivers = match (&self.receivers, self.no_reconcile) {
+            (_, true) => None,
+            (None, false) => Some(host.clone()),
+            (Some(text), false) => Some(parse_host(text).map_err(|_| {
+                LoadgenError::Usage(format!(
+                    "--receivers {text}: give the receivers' base URL, such as http://127.0.0.1:8080"
+                ))
+            })?),
+        };
+        let drain_timeout = parse_span(&self.drain_timeout, BareUnit::Seconds)
+            .map_err(|e| LoadgenError::Usage(format!("--drain-timeout: {e}")))?;
         let mut max_regression = self.max_regression;
         if let Some(path) = &self.gate {
             let gate = read_gate_file(path)?;
@@ -201,6 +227,8 @@ impl Cli {
             progress_every: Duration::from_secs(self.progress_every.max(1)),
             max_rps: self.max_rps,
             post_only: self.post_only,
+            receivers,
+            drain_timeout,
         })
     }
 }
@@ -297,6 +325,8 @@ mod tests {
             (&["--mode", "loop"], "--run-time"),
             (&["--max-regression=-5"], "--max-regression"),
             (&["--max-rps", "0"], "--max-rps"),
+            (&["--receivers", "nowhere"], "--receivers"),
+            (&["--drain-timeout", "later"], "--drain-timeout"),
         ] {
             match parse(args) {
                 Err(LoadgenError::Usage(message)) => {

@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::Delivery;
 use crate::report::LoadgenReport;
-use crate::rule::{Metric, Op, Rule, Unit};
+use crate::rule::{LedgerField, Metric, Op, Rule, Unit};
 use crate::summary::Measurements;
 
 /// Where a rule came from, so a failing CI run points at the file or flag to change.
@@ -47,8 +48,93 @@ pub struct Baseline {
 }
 
 /// Judges every rule; a rule without samples fails, as a gate that checks nothing must not pass.
-pub fn judge(rules: &[SourcedRule], measured: &Measurements) -> Vec<Verdict> {
-    rules.iter().map(|r| judge_one(r, measured)).collect()
+pub fn judge(
+    rules: &[SourcedRule],
+    measured: &Measurements,
+    delivery: Option<&Delivery>,
+) -> Vec<Verdict> {
+    rules
+        .iter()
+        .map(|r| {
+            if r.rule.metric.is_per_route() {
+                judge_delivery(r, delivery)
+            } else {
+                judge_one(r, measured)
+            }
+        })
+        .collect()
+}
+
+/// Delivery and stage rules, judged on the reconciliation with the receivers.
+fn judge_delivery(sourced: &SourcedRule, delivery: Option<&Delivery>) -> Verdict {
+    let rule = &sourced.rule;
+    let verdict = |observed: Option<f64>, passed: bool, detail: String| Verdict {
+        rule: rule.text.clone(),
+        source: sourced.source,
+        observed,
+        limit: rule.limit,
+        unit: rule.metric.unit(),
+        passed,
+        detail,
+    };
+    let Some(delivery) = delivery else {
+        return verdict(
+            None,
+            false,
+            "no delivery ledger: reconciliation was off or the receivers did not answer (see --receivers)".into(),
+        );
+    };
+    let route = rule.target.as_deref().unwrap_or("all");
+    let Some(row) = delivery.routes.get(route) else {
+        return verdict(None, false, format!("no route '{route}' in the ledger"));
+    };
+    let observed = match rule.metric {
+        Metric::Ledger(field) => Some(match field {
+            LedgerField::Accepted => row.accepted,
+            LedgerField::Stored => row.stored,
+            LedgerField::Lost => row.lost,
+            LedgerField::Duplicates => row.duplicates,
+            LedgerField::Rejected => row.rejected,
+        } as f64),
+        Metric::Stage(stage, percent) => {
+            row.latency
+                .get(stage.name())
+                .filter(|l| l.count > 0)
+                .map(|l| {
+                    // The fixed percentiles are exact; others are read off the distribution.
+                    let exact = [
+                        (50.0, l.p50),
+                        (90.0, l.p90),
+                        (99.0, l.p99),
+                        (99.9, l.p99_9),
+                        (100.0, l.max),
+                    ];
+                    match exact.iter().find(|(p, _)| *p == percent) {
+                        Some((_, value)) => *value,
+                        None => l
+                            .distribution
+                            .iter()
+                            .find(|point| point[0] >= percent)
+                            .map_or(l.max, |point| point[1]),
+                    }
+                })
+        }
+        _ => unreachable!("only per-route metrics come here"),
+    };
+    match observed {
+        None => verdict(None, false, format!("no {route} samples")),
+        Some(value) => {
+            let mut detail = format!("{route}: {} accepted, {} stored", row.accepted, row.stored);
+            if !delivery.drained {
+                detail.push_str(" (not drained before --drain-timeout)");
+            }
+            if rule.metric == Metric::Ledger(LedgerField::Lost) && !row.lost_ids.is_empty() {
+                let shown: Vec<&str> = row.lost_ids.iter().take(5).map(String::as_str).collect();
+                detail.push_str(&format!("; lost: {}", shown.join(", ")));
+            }
+            verdict(Some(value), rule.op.holds(value, rule.limit), detail)
+        }
+    }
 }
 
 fn judge_one(sourced: &SourcedRule, measured: &Measurements) -> Verdict {
@@ -81,6 +167,7 @@ fn judge_one(sourced: &SourcedRule, measured: &Measurements) -> Verdict {
         Metric::Max => (stats.count > 0).then_some(stats.latency_ms.max),
         Metric::ErrorRate => (stats.count > 0).then_some(stats.error_rate),
         Metric::Rps => Some(stats.rps),
+        Metric::Ledger(_) | Metric::Stage(..) => unreachable!("judged by judge_delivery"),
     };
     match observed {
         None => verdict(None, false, "no samples".to_string()),
@@ -224,6 +311,60 @@ mod tests {
         }
     }
 
+    fn judge_all(rules: &[SourcedRule], measured: &Measurements) -> Vec<Verdict> {
+        judge(rules, measured, None)
+    }
+
+    #[test]
+    fn delivery_rules_judge_the_ledger_and_fail_without_one() {
+        use crate::delivery::{RouteLedger, StageLatency};
+        let mut nats = RouteLedger {
+            accepted: 10,
+            stored: 9,
+            lost: 1,
+            lost_ids: vec!["r-u0-3".into()],
+            ..Default::default()
+        };
+        nats.latency.insert(
+            "e2e".into(),
+            StageLatency {
+                count: 9,
+                p99: 40.0,
+                p50: 5.0,
+                max: 45.0,
+                ..Default::default()
+            },
+        );
+        let delivery = Delivery {
+            receivers: "http://127.0.0.1:8080/".into(),
+            drained: true,
+            drain_secs: 0.1,
+            routes: [
+                ("nats".to_string(), nats.clone()),
+                ("all".to_string(), nats),
+            ]
+            .into_iter()
+            .collect(),
+            unrouted_rejected: 0,
+        };
+        let rules = [
+            cli("lost==0"),
+            cli("duplicates==0"),
+            cli("e2e-p99<50ms for nats"),
+            cli("e2e-p99<10ms"),
+        ];
+        let verdicts = judge(&rules, &run(), Some(&delivery));
+        let passed: Vec<bool> = verdicts.iter().map(|v| v.passed).collect();
+        assert_eq!(passed, vec![false, true, true, false]);
+        assert!(
+            verdicts[0].detail.contains("r-u0-3"),
+            "{}",
+            verdicts[0].detail
+        );
+        let without = judge(&rules[..1], &run(), None);
+        assert!(!without[0].passed && without[0].detail.contains("no delivery ledger"));
+    }
+
     fn cli(text: &str) -> SourcedRule {
         SourcedRule {
             rule: text.parse().unwrap(),
@@ -233,7 +374,7 @@ mod tests {
 
     #[test]
     fn rules_pass_and_fail_on_the_measured_values() {
-        let verdicts = judge(
+        let verdicts = judge_all(
             &[
                 cli("p95<200ms"),
                 cli("p95<50ms"),
@@ -252,7 +393,7 @@ mod tests {
 
     #[test]
     fn an_unknown_request_fails_and_names_the_known_ones() {
-        let verdict = &judge(&[cli("p95<1s for GET /nope")], &run())[0];
+        let verdict = &judge_all(&[cli("p95<1s for GET /nope")], &run())[0];
         assert!(!verdict.passed);
         assert!(verdict.detail.contains("POST /"), "{}", verdict.detail);
     }
@@ -263,7 +404,7 @@ mod tests {
             requests: vec![],
             aggregate: measured("Aggregated", &[], 0, 0.0),
         };
-        let verdict = &judge(&[cli("p95<1s")], &empty)[0];
+        let verdict = &judge_all(&[cli("p95<1s")], &empty)[0];
         assert!(!verdict.passed);
         assert_eq!(verdict.detail, "no samples");
     }
@@ -282,12 +423,13 @@ mod tests {
             settings: serde_json::from_value(serde_json::json!({
                 "host": "http://127.0.0.1:1", "users": 1, "hatch_rate": 1.0, "run_time_secs": null,
                 "wait_min_ms": 0.0, "wait_max_ms": 0.0, "mode": "per-user",
-                "traffic_file": "t.json", "records": 1, "seed": null
+                "traffic_file": "t.json", "records": 1, "seed": null, "git_commit": null
             }))
             .unwrap(),
             requests: vec![],
             aggregate,
             timeline: vec![],
+            delivery: None,
             gate: crate::report::GateRecord {
                 passed: true,
                 rules: vec![],
@@ -312,7 +454,7 @@ mod tests {
 
     #[test]
     fn the_table_shows_each_rule_and_the_outcome() {
-        let text = table(&judge(&[cli("p95<200ms"), cli("p95<50ms")], &run()));
+        let text = table(&judge_all(&[cli("p95<200ms"), cli("p95<50ms")], &run()));
         assert!(text.contains("p95<200ms") && text.contains("PASS"));
         assert!(text.contains("p95<50ms") && text.contains("FAIL"));
         assert!(text.contains("1 of 2 rules FAILED"));

@@ -2,13 +2,16 @@
 //! `reports/<run-id>/`, and judges the run against gate rules for CI.
 //!
 //! Data flow: `cli` (flags) -> `traffic` (records) -> `replay` (Goose scenario) ->
-//! `run` (Goose attack, `progress` timeline) -> `summary` (percentiles) -> `gate`
-//! (verdicts) -> `report` + `junit` (files).
+//! `run` (Goose attack, `progress` timeline) -> `delivery` (reconciliation with the
+//! receivers) -> `summary` (percentiles) -> `gate` (verdicts) -> `report`, `junit`, `html`
+//! and `svg` (files).
 
 pub mod cli;
+pub mod delivery;
 pub mod duration;
 pub mod error;
 pub mod gate;
+pub mod html;
 pub mod junit;
 pub mod progress;
 pub mod replay;
@@ -16,6 +19,7 @@ pub mod report;
 pub mod rule;
 pub mod run;
 pub mod summary;
+pub mod svg;
 pub mod traffic;
 
 pub use cli::{Cli, Settings};

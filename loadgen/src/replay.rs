@@ -1,8 +1,8 @@
 //! How users replay the records: which record each POST / sends, the Idempotency-Key it
 //! carries, and the Goose scenario (POST / and GET /, equal weight) that drives it.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::Send;
 use crate::progress::Live;
 
 /// Which records a user sends, and when it stops.
@@ -27,6 +28,17 @@ pub enum Mode {
     Loop,
 }
 
+impl Mode {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::PerUser => "per-user",
+            Mode::Shared => "shared",
+            Mode::Loop => "loop",
+        }
+    }
+}
+
 /// Everything the users share: one parsed copy of the records and the run's identity.
 #[derive(Debug)]
 pub struct Replay {
@@ -36,6 +48,9 @@ pub struct Replay {
     pub seed: Option<u64>,
     pub run_id: String,
     pub live: Arc<Live>,
+    /// Every POST's key, the route its answer named, and whether it was accepted: the
+    /// sent side of the delivery ledger. Locked only to push, never across an await.
+    pub sends: Mutex<Vec<Send>>,
 }
 
 /// One user's place in the replay: indices into the shared records, not a copy of them.
@@ -169,7 +184,7 @@ async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionRe
     let request_builder = user
         .get_request_builder(&GooseMethod::Post, "/")?
         .header("content-type", "application/json")
-        .header("idempotency-key", key)
+        .header("idempotency-key", key.as_str())
         .body(body);
     let request = GooseRequest::builder()
         .method(GooseMethod::Post)
@@ -177,9 +192,39 @@ async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionRe
         .set_request_builder(request_builder)
         .build();
     replay.live.posts.fetch_add(1, Ordering::Relaxed);
-    let response = user.request(request).await?;
-    replay.count(response.request.success);
+    let goose = user.request(request).await?;
+    replay.count(goose.request.success);
+    let accepted = (200..300).contains(&goose.request.status_code);
+    // The receivers name the route in every answer; reading the body also lets the
+    // connection go back to the pool.
+    let route = match goose.response {
+        Ok(response) => response
+            .bytes()
+            .await
+            .ok()
+            .and_then(|body| route_named(&body)),
+        Err(_) => None,
+    };
+    let send = Send {
+        key,
+        route,
+        accepted,
+    };
+    replay
+        .sends
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(send);
     Ok(())
+}
+
+/// The `route` field of a JSON answer, if it has one.
+fn route_named(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        route: Option<String>,
+    }
+    serde_json::from_slice::<Answer>(body).ok()?.route
 }
 
 async fn get_root(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionResult {
@@ -207,6 +252,7 @@ mod tests {
             seed: Some(7),
             run_id: "run".into(),
             live: Arc::default(),
+            sends: Mutex::default(),
         }
     }
 
@@ -256,6 +302,16 @@ mod tests {
         let a = replay(Mode::PerUser, 20, 2);
         let b = replay(Mode::PerUser, 20, 2);
         assert_eq!(drain(&a, 1), drain(&b, 1));
+    }
+
+    #[test]
+    fn answers_name_their_route() {
+        assert_eq!(
+            route_named(br#"{"id":"a","route":"nats","duplicate":false}"#).as_deref(),
+            Some("nats")
+        );
+        assert_eq!(route_named(br#"{"error":"x"}"#), None);
+        assert_eq!(route_named(b"ok"), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::Delivery;
 use crate::gate::Verdict;
 use crate::junit;
 use crate::progress::TimelinePoint;
@@ -29,6 +30,8 @@ pub struct LoadgenReport {
     /// All requests together.
     pub aggregate: RequestStats,
     pub timeline: Vec<TimelinePoint>,
+    /// The reconciliation with the receivers; `null` when it was off or impossible.
+    pub delivery: Option<Delivery>,
     pub gate: GateRecord,
     /// Files in the run folder, relative to it.
     pub files: BTreeMap<String, String>,
@@ -46,6 +49,17 @@ pub enum EndedBy {
     Interrupted,
 }
 
+impl EndedBy {
+    /// Why the run stopped, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EndedBy::Completed => "every user sent its records",
+            EndedBy::RunTime => "--run-time reached",
+            EndedBy::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// The settings the run was made with, so a report explains itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SettingsRecord {
@@ -59,6 +73,9 @@ pub struct SettingsRecord {
     pub traffic_file: String,
     pub records: usize,
     pub seed: Option<u64>,
+    /// The commit of the checkout loadgen ran from, when it is one.
+    #[serde(default)]
+    pub git_commit: Option<String>,
 }
 
 /// Counts and latency of one request name, or of all of them.
@@ -104,8 +121,10 @@ impl LoadgenReport {
             dir.join("gate.xml"),
             junit::render(&self.run_id, &self.gate.rules),
         )?;
+        std::fs::write(dir.join("index.html"), crate::html::render(self))?;
         if let Some(reports) = dir.parent() {
             point_latest(reports, dir)?;
+            crate::html::write_run_list(reports)?;
         }
         Ok(())
     }

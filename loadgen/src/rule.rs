@@ -15,9 +15,10 @@ pub struct Rule {
     pub text: String,
     pub metric: Metric,
     pub op: Op,
-    /// In the metric's unit: milliseconds, percent or requests per second.
+    /// In the metric's unit: milliseconds, percent, requests per second or a count.
     pub limit: f64,
-    /// A request name as the reports show it (`POST /`); `None` means all requests.
+    /// For request metrics a request name as the reports show it (`POST /`); for delivery
+    /// and stage metrics a route (`nats`). `None` means all requests, or all routes.
     pub target: Option<String>,
 }
 
@@ -30,6 +31,38 @@ pub enum Metric {
     Max,
     ErrorRate,
     Rps,
+    /// A count from the delivery ledger (reconciliation with the receivers' store).
+    Ledger(LedgerField),
+    /// A latency percentile of a receivers stage, e.g. `e2e-p99`.
+    Stage(StageName, f64),
+}
+
+/// The delivery ledger's columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerField {
+    Accepted,
+    Stored,
+    Lost,
+    Duplicates,
+    Rejected,
+}
+
+/// The receivers' latency stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageName {
+    Ingress,
+    Hop,
+    E2e,
+}
+
+impl StageName {
+    pub fn name(self) -> &'static str {
+        match self {
+            StageName::Ingress => "ingress",
+            StageName::Hop => "hop",
+            StageName::E2e => "e2e",
+        }
+    }
 }
 
 /// The unit a metric is judged in.
@@ -39,6 +72,7 @@ pub enum Unit {
     Ms,
     Percent,
     PerSecond,
+    Count,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,22 +98,45 @@ pub enum RuleError {
 impl Metric {
     pub fn unit(self) -> Unit {
         match self {
-            Metric::Percentile(_) | Metric::Avg | Metric::Max => Unit::Ms,
+            Metric::Percentile(_) | Metric::Avg | Metric::Max | Metric::Stage(..) => Unit::Ms,
             Metric::ErrorRate => Unit::Percent,
             Metric::Rps => Unit::PerSecond,
+            Metric::Ledger(_) => Unit::Count,
         }
     }
 
+    /// Whether `for X` names a route (delivery and stage metrics) rather than a request.
+    pub fn is_per_route(self) -> bool {
+        matches!(self, Metric::Ledger(_) | Metric::Stage(..))
+    }
+
     fn parse(text: &str) -> Option<Metric> {
+        let percentile = |text: &str| -> Option<f64> {
+            let percent: f64 = text.strip_prefix('p')?.parse().ok()?;
+            (percent > 0.0 && percent <= 100.0).then_some(percent)
+        };
         match text {
             "avg" => Some(Metric::Avg),
             "max" => Some(Metric::Max),
             "error-rate" => Some(Metric::ErrorRate),
             "rps" => Some(Metric::Rps),
-            _ => {
-                let percent: f64 = text.strip_prefix('p')?.parse().ok()?;
-                (percent > 0.0 && percent <= 100.0).then_some(Metric::Percentile(percent))
-            }
+            "accepted" => Some(Metric::Ledger(LedgerField::Accepted)),
+            "stored" => Some(Metric::Ledger(LedgerField::Stored)),
+            "lost" => Some(Metric::Ledger(LedgerField::Lost)),
+            "duplicates" => Some(Metric::Ledger(LedgerField::Duplicates)),
+            "rejected" => Some(Metric::Ledger(LedgerField::Rejected)),
+            _ => match text.split_once('-') {
+                Some((stage, p)) => {
+                    let stage = match stage {
+                        "ingress" => StageName::Ingress,
+                        "hop" => StageName::Hop,
+                        "e2e" => StageName::E2e,
+                        _ => return None,
+                    };
+                    Some(Metric::Stage(stage, percentile(p)?))
+                }
+                None => percentile(text).map(Metric::Percentile),
+            },
         }
     }
 }
@@ -114,6 +171,7 @@ impl Unit {
             Unit::Ms => crate::duration::format_ms(value),
             Unit::Percent => format!("{value:.2}%"),
             Unit::PerSecond => format!("{value:.1}/s"),
+            Unit::Count => format!("{value:.0}"),
         }
     }
 }
@@ -156,7 +214,9 @@ impl FromStr for Rule {
         .ok_or_else(|| malformed("unknown operator; use <, <=, >, >= or =="))?;
         let metric = Metric::parse(name.trim()).ok_or_else(|| {
             malformed(&format!(
-                "unknown metric '{}'; use pNN (such as p95 or p99.9), avg, max, error-rate or rps",
+                "unknown metric '{}'; use pNN (such as p95 or p99.9), avg, max, error-rate, rps, \
+                 accepted, stored, lost, duplicates, rejected, or a stage percentile such as e2e-p99, \
+                 hop-p99, ingress-p50",
                 name.trim()
             ))
         })?;
@@ -165,8 +225,16 @@ impl FromStr for Rule {
                 Unit::Ms => format!("'{value}' is not a time such as 500ms, 2s or 800us"),
                 Unit::Percent => format!("'{value}' is not a percentage such as 1%"),
                 Unit::PerSecond => format!("'{value}' is not a rate such as 200"),
+                Unit::Count => format!("'{value}' is not a whole count such as 0"),
             })
         })?;
+        if let (true, Some(route)) = (metric.is_per_route(), &target)
+            && !["grpc", "rabbitmq", "nats"].contains(&route.as_str())
+        {
+            return Err(malformed(&format!(
+                "'{route}' is not a route; use grpc, rabbitmq or nats"
+            )));
+        }
         let rule = Rule {
             text: text.clone(),
             metric,
@@ -216,6 +284,7 @@ fn parse_limit(unit: Unit, value: &str) -> Option<f64> {
             .parse()
             .ok()?,
         Unit::PerSecond => value.parse().ok()?,
+        Unit::Count => value.parse::<u64>().ok()? as f64,
     };
     (number.is_finite() && number >= 0.0).then_some(number)
 }
@@ -245,6 +314,40 @@ mod tests {
         assert_eq!(rule("rps>=200").op, Op::Ge);
         assert_eq!(rule("avg<800us").limit, 0.8);
         assert_eq!(rule("max<250").limit, 250.0);
+    }
+
+    #[test]
+    fn delivery_and_stage_rules() {
+        let r = rule("lost==0");
+        assert_eq!(
+            (r.metric, r.op, r.limit),
+            (Metric::Ledger(LedgerField::Lost), Op::Eq, 0.0)
+        );
+        assert_eq!(
+            rule("duplicates==0").metric,
+            Metric::Ledger(LedgerField::Duplicates)
+        );
+        let r = rule("e2e-p99<50ms for nats");
+        assert_eq!(
+            (r.metric, r.limit, r.target.as_deref()),
+            (Metric::Stage(StageName::E2e, 99.0), 50.0, Some("nats"))
+        );
+        assert_eq!(
+            rule("hop-p99.9<1s").metric,
+            Metric::Stage(StageName::Hop, 99.9)
+        );
+        assert!(matches!(
+            "lost==0 for kafka".parse::<Rule>(),
+            Err(RuleError::Malformed { .. })
+        ));
+        assert!(matches!(
+            "lost==0.5".parse::<Rule>(),
+            Err(RuleError::Malformed { .. })
+        ));
+        assert!(matches!(
+            "wire-p99<1s".parse::<Rule>(),
+            Err(RuleError::Malformed { .. })
+        ));
     }
 
     #[test]

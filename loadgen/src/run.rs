@@ -14,6 +14,7 @@ use goose::prelude::GooseAttack;
 use rand::Rng;
 
 use crate::cli::Settings;
+use crate::delivery::{self, Receivers};
 use crate::error::LoadgenError;
 use crate::gate::{self, Baseline};
 use crate::progress::{Live, Sampler};
@@ -64,14 +65,29 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         source,
     })?;
     eprintln!(
-        "loadgen: run {run_id}: {} users at {}/s against {}, replaying {} records from {} ({:?} mode)",
+        "loadgen: run {run_id}: {} users at {}/s against {}, replaying {} records from {} ({} mode)",
         settings.users,
         settings.hatch_rate,
         settings.host,
         traffic.records.len(),
         traffic.path.display(),
-        settings.mode
+        settings.mode.name()
     );
+
+    // The receivers' counters before the run, so this run's latency can be told apart.
+    let receivers = settings.receivers.clone().map(Receivers::new);
+    let start_stats = match &receivers {
+        None => None,
+        Some(r) => match r.stats().await {
+            Ok(stats) => Some(stats),
+            Err(why) => {
+                eprintln!(
+                    "loadgen: no delivery ledger for this run: {why}; pass --receivers URL, or --no-reconcile for a target that is not the receivers"
+                );
+                None
+            }
+        },
+    };
 
     let live = Arc::new(Live::default());
     let replay = Arc::new(Replay {
@@ -81,6 +97,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         seed: settings.seed,
         run_id: run_id.clone(),
         live: Arc::clone(&live),
+        sends: Default::default(),
     });
     let config = goose_configuration(&settings, replay.iterations(), &dir);
     let attack = GooseAttack::initialize_with_config(config)
@@ -114,8 +131,36 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     goose::reset_killswitch();
     let metrics = goose_metrics(result)?;
 
+    let sends = std::mem::take(&mut *replay.sends.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut receiver_files = Vec::new();
+    let delivery = match (&receivers, &start_stats) {
+        (Some(receivers), Some(start)) => {
+            let reconciled = delivery::reconcile(
+                receivers,
+                &run_id,
+                &sends,
+                Some(start),
+                settings.drain_timeout,
+                duration,
+                &dir,
+            )
+            .await;
+            match reconciled {
+                Ok((delivery, files)) => {
+                    receiver_files = files;
+                    Some(delivery)
+                }
+                Err(why) => {
+                    eprintln!("loadgen: reconciliation failed: {why}");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+
     let measured = Measurements::from_goose(&metrics, duration);
-    let mut verdicts = gate::judge(&settings.rules, &measured);
+    let mut verdicts = gate::judge(&settings.rules, &measured, delivery.as_ref());
     if let Some(baseline) = &baseline {
         verdicts.extend(gate::judge_baseline(baseline, &measured));
     }
@@ -138,15 +183,18 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
             traffic_file: traffic.path.display().to_string(),
             records: traffic.records.len(),
             seed: settings.seed,
+            git_commit: git_commit(),
         },
         requests: measured.requests.iter().map(|m| m.stats.clone()).collect(),
         aggregate: measured.aggregate.stats.clone(),
         timeline,
+        delivery,
         gate: GateRecord {
             passed,
             rules: verdicts,
         },
         files: [
+            ("index_html", "index.html"),
             ("loadgen_json", "loadgen.json"),
             ("gate_junit", "gate.xml"),
             ("goose_html", "goose.html"),
@@ -154,6 +202,14 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(receiver_files.into_iter().map(|f| {
+            (
+                f.trim_end_matches(".hgrm")
+                    .trim_end_matches(".json")
+                    .replace('-', "_"),
+                f,
+            )
+        }))
         .collect(),
     };
     report.write(&dir).map_err(|source| LoadgenError::Reports {
@@ -161,15 +217,14 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         source,
     })?;
     print!("{}", summary_table(&report));
+    if let Some(delivery) = &report.delivery {
+        print!("{}", delivery::table(delivery));
+    }
     print!("{}", gate::table(&report.gate.rules));
     println!(
-        "Run {run_id} ended ({}) after {duration:.1}s. Reports: {}",
-        match ended_by {
-            EndedBy::Completed => "every user sent its records",
-            EndedBy::RunTime => "--run-time reached",
-            EndedBy::Interrupted => "interrupted",
-        },
-        dir.display()
+        "Run {run_id} ended ({}) after {duration:.1}s. Report: {}",
+        ended_by.describe(),
+        dir.join("index.html").display()
     );
     Ok(Outcome {
         passed,
@@ -254,6 +309,18 @@ async fn check_reachable(host: &url::Url) -> Result<(), LoadgenError> {
         Ok(Err(error)) => Err(unreachable(error.to_string())),
         Err(_) => Err(unreachable("no answer within 5s".into())),
     }
+}
+
+/// `git rev-parse --short HEAD` of the working directory, if it is a checkout.
+fn git_commit() -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 /// Sortable and unique: UTC time to the second plus 16 random bits.

@@ -104,8 +104,9 @@ fn a_baseline_fails_the_gate_when_the_run_regressed() {
     let target = Target::start();
     let dir = tempfile::tempdir().unwrap();
     // A baseline that claims far more requests/s and a far lower p95 than any run here.
-    let mut baseline =
-        common::read_json(&common::workspace_root().join("loadgen/tests/data/loadgen-sample.json"));
+    let mut baseline = common::read_json(
+        &common::workspace_root().join("loadgen/tests/data/loadgen-recorded.json"),
+    );
     baseline["aggregate"]["rps"] = serde_json::json!(1.0e9);
     baseline["aggregate"]["latency_ms"]["p95"] = serde_json::json!(0.000_001);
     let path = dir.path().join("baseline.json");

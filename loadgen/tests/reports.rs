@@ -95,7 +95,7 @@ fn a_run_writes_every_report_file_and_the_json_matches_its_schema() {
 fn the_schema_rejects_a_report_with_a_missing_or_mistyped_field() {
     let mut report = serde_json::json!({"schema_version": 1});
     assert!(!schema_errors(&report).is_empty());
-    report = read_json(&workspace_root().join("loadgen/tests/data/loadgen-sample.json"));
+    report = read_json(&workspace_root().join("loadgen/tests/data/loadgen-recorded.json"));
     assert_eq!(schema_errors(&report), Vec::<String>::new());
     report["aggregate"]["count"] = serde_json::json!("many");
     assert!(!schema_errors(&report).is_empty());

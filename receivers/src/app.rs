@@ -257,6 +257,7 @@ fn read_routes(state: Arc<ReadState>) -> Router {
     Router::new()
         .route("/", get(read::latest))
         .route("/stats", get(read::stats))
+        .route("/records", get(read::records))
         .route("/metrics", get(read::metrics))
         .route("/health", get(read::health))
         .route("/ready", get(read::ready))

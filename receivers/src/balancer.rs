@@ -178,6 +178,7 @@ pub async fn post_route(
             message: format!(
                 "there is no path '{route}'; use /grpc, /rabbitmq or /nats, or / for any"
             ),
+            route: None,
         }
         .into_response();
     };

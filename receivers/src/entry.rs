@@ -45,7 +45,11 @@ pub async fn post_record(State(entry): State<Arc<Entry>>, request: Request) -> R
             if error.status == StatusCode::SERVICE_UNAVAILABLE {
                 tracing::warn!(%route, code = error.code, "{}", error.message);
             }
-            error.into_response()
+            AppError {
+                route: Some(route),
+                ..error
+            }
+            .into_response()
         }
     };
     entry
@@ -138,6 +142,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
             message: format!(
                 "Content-Type is '{content_type}'; send one JSON object with Content-Type: application/json"
             ),
+            route: None,
         })
     }
 }
@@ -147,6 +152,7 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, AppError> {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         code: "payload_too_large",
         message: format!("the body is over the {limit}-byte limit; send one record per request"),
+        route: None,
     };
     axum::body::to_bytes(body, limit).await.map_err(|error| {
         let over_limit = std::error::Error::source(&error)

@@ -6,11 +6,15 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::route::Route;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The path that refused, when known, so a client can keep a ledger per path.
+    pub route: Option<Route>,
 }
 
 impl AppError {
@@ -19,6 +23,7 @@ impl AppError {
             status: StatusCode::BAD_REQUEST,
             code,
             message: message.into(),
+            route: None,
         }
     }
 
@@ -29,6 +34,7 @@ impl AppError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code,
             message: message.into(),
+            route: None,
         }
     }
 }
@@ -38,7 +44,11 @@ pub const RETRY_AFTER_SECS: &str = "1";
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "error": self.code, "message": self.message }));
+        let mut body = json!({ "error": self.code, "message": self.message });
+        if let Some(route) = self.route {
+            body["route"] = json!(route.name());
+        }
+        let body = Json(body);
         let mut response = (self.status, body).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(

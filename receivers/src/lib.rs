@@ -17,6 +17,7 @@ pub mod reports;
 pub mod route;
 pub mod stats;
 pub mod store;
+pub mod testing;
 
 pub use app::{Addrs, Running, run, start};
 pub use config::Config;

@@ -49,6 +49,34 @@ pub async fn latest(State(state): State<Arc<ReadState>>, Query(query): Query<Lat
     }
 }
 
+#[derive(Debug, Deserialize)]
+pub struct Prefix {
+    prefix: Option<String>,
+}
+
+/// `GET /records?prefix=RUN_ID`: the stored ids of one loadgen run, with route and
+/// duplicate count, so loadgen can reconcile what it sent with what was stored.
+pub async fn records(State(state): State<Arc<ReadState>>, Query(query): Query<Prefix>) -> Response {
+    let prefix = query.prefix.unwrap_or_default();
+    if prefix.len() < 8 {
+        return AppError::bad_request(
+            "prefix_required",
+            "give ?prefix= with at least 8 characters, such as a loadgen run id (20261126-204426-6c02)",
+        )
+        .into_response();
+    }
+    match state.store.with_prefix(prefix.clone()).await {
+        Ok(rows) => {
+            Json(json!({ "prefix": prefix, "count": rows.len(), "records": rows })).into_response()
+        }
+        Err(e) => AppError::unavailable(
+            "store_unavailable",
+            format!("the store could not be read: {e}"),
+        )
+        .into_response(),
+    }
+}
+
 pub async fn stats(State(state): State<Arc<ReadState>>) -> Response {
     Json(state.stats.snapshot().await).into_response()
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -21,6 +21,14 @@ pub struct Inserted {
     pub new: bool,
     /// When the commit finished, microseconds since the epoch.
     pub stored_at_us: i64,
+}
+
+/// A stored record's id, its route and how many duplicate inserts it absorbed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LedgerRow {
+    pub id: String,
+    pub route: String,
+    pub duplicates: u64,
 }
 
 /// One stored record, as `GET /` shows it.
@@ -52,8 +60,8 @@ pub trait Store: Send + Sync + 'static {
     fn latest(&self, limit: usize) -> BoxFuture<'_, Result<Vec<StoredRow>, StoreError>>;
     /// Stored records per route.
     fn counts(&self) -> BoxFuture<'_, Result<BTreeMap<Route, u64>, StoreError>>;
-    /// Whether `id` is stored, and under which route.
-    fn route_of(&self, id: String) -> BoxFuture<'_, Result<Option<Route>, StoreError>>;
+    /// Every stored record whose id starts with `prefix` (a loadgen run id).
+    fn with_prefix(&self, prefix: String) -> BoxFuture<'_, Result<Vec<LedgerRow>, StoreError>>;
     /// Stops taking inserts and blocks until every accepted one is committed.
     fn close(&self);
 }
@@ -96,6 +104,19 @@ impl SqliteStore {
                  CREATE INDEX IF NOT EXISTS records_stored_at ON records (stored_at);",
             )
             .map_err(sqlite)?;
+        // Per-record duplicate inserts (resends, redeliveries), for reconciliation by id.
+        // Added separately so a store from before the column existed is upgraded in place.
+        let has_duplicates: bool = writer
+            .prepare("SELECT 1 FROM pragma_table_info('records') WHERE name = 'duplicates'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(sqlite)?;
+        if !has_duplicates {
+            writer
+                .execute_batch(
+                    "ALTER TABLE records ADD COLUMN duplicates INTEGER NOT NULL DEFAULT 0",
+                )
+                .map_err(sqlite)?;
+        }
         let reader = Connection::open(path).map_err(sqlite)?;
         reader
             .busy_timeout(std::time::Duration::from_secs(5))
@@ -173,6 +194,8 @@ fn commit(connection: &mut Connection, batch: &[Pending]) -> Vec<rusqlite::Resul
                 "INSERT OR IGNORE INTO records (id, route, payload, accepted_at, stored_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
+            let mut count_duplicate =
+                tx.prepare_cached("UPDATE records SET duplicates = duplicates + 1 WHERE id = ?1")?;
             for (route, record, _) in batch {
                 let payload = String::from_utf8_lossy(&record.payload);
                 let changed = insert.execute(params![
@@ -182,6 +205,9 @@ fn commit(connection: &mut Connection, batch: &[Pending]) -> Vec<rusqlite::Resul
                     record.accepted_at_us,
                     stored_at
                 ])?;
+                if changed == 0 {
+                    count_duplicate.execute([&record.id])?;
+                }
                 fresh.push(changed == 1);
             }
         }
@@ -263,14 +289,81 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn route_of(&self, id: String) -> BoxFuture<'_, Result<Option<Route>, StoreError>> {
+    fn with_prefix(&self, prefix: String) -> BoxFuture<'_, Result<Vec<LedgerRow>, StoreError>> {
         Box::pin(self.read(move |c| {
-            let route: Option<String> = c
-                .query_row("SELECT route FROM records WHERE id = ?1", [id], |row| {
-                    row.get(0)
+            // A range on the primary key: ids are visible ASCII, so every id with the prefix
+            // sorts below prefix + U+10FFFF.
+            let upper = format!("{prefix}\u{10FFFF}");
+            let mut statement = c.prepare_cached(
+                "SELECT id, route, duplicates FROM records WHERE id >= ?1 AND id < ?2 ORDER BY id",
+            )?;
+            let rows = statement.query_map(params![prefix, upper], |row| {
+                Ok(LedgerRow {
+                    id: row.get(0)?,
+                    route: row.get(1)?,
+                    duplicates: row.get::<_, i64>(2)? as u64,
                 })
-                .optional()?;
-            Ok(route.as_deref().and_then(Route::from_name))
+            })?;
+            rows.collect()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> Record {
+        Record {
+            id: id.into(),
+            payload: bytes::Bytes::from_static(b"{\"a\":1}"),
+            accepted_at_us: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_id_is_stored_once_and_its_duplicates_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let first = store
+            .insert(Route::Nats, record("run1-u0-0"))
+            .await
+            .unwrap();
+        let again = store
+            .insert(Route::Grpc, record("run1-u0-0"))
+            .await
+            .unwrap();
+        store
+            .insert(Route::Grpc, record("run1-u0-1"))
+            .await
+            .unwrap();
+        store
+            .insert(Route::Grpc, record("run2-u0-0"))
+            .await
+            .unwrap();
+        assert!(first.new && !again.new);
+        let rows = store.with_prefix("run1-".into()).await.unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                LedgerRow {
+                    id: "run1-u0-0".into(),
+                    route: "nats".into(),
+                    duplicates: 1
+                },
+                LedgerRow {
+                    id: "run1-u0-1".into(),
+                    route: "grpc".into(),
+                    duplicates: 0
+                },
+            ]
+        );
+        let counts = store.counts().await.unwrap();
+        assert_eq!((counts[&Route::Nats], counts[&Route::Grpc]), (1, 2));
+        store.close();
+        assert!(matches!(
+            store.insert(Route::Grpc, record("late")).await,
+            Err(StoreError::Closed)
+        ));
     }
 }

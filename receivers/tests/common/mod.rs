@@ -3,79 +3,13 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use receivers::{Config, Route, Running};
 use serde_json::Value;
 
-pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-pub const NATS_URL: &str = "nats://127.0.0.1:4222";
-
-/// Fails the test with what to do when a broker is not there: a test that needs a broker
-/// must never pass or skip silently without it.
-pub fn require_brokers() {
-    for (name, addr) in [("RabbitMQ", "127.0.0.1:5672"), ("NATS", "127.0.0.1:4222")] {
-        let socket: SocketAddr = addr.to_socket_addrs().unwrap().next().unwrap();
-        if let Err(error) = TcpStream::connect_timeout(&socket, Duration::from_secs(2)) {
-            panic!(
-                "{name} is not reachable at {addr} ({error}); start the brokers with `scripts/brokers up` (scripts/test does it for you)"
-            );
-        }
-    }
-}
-
-/// Names no other test uses, so tests run in parallel and leave nothing behind.
-#[derive(Debug, Clone)]
-pub struct Names {
-    pub queue: String,
-    pub stream: String,
-    pub subject: String,
-    pub consumer: String,
-}
-
-impl Names {
-    pub fn unique() -> Names {
-        let tag = format!("{:012x}", rand::rng().random::<u64>() & 0xffff_ffff_ffff);
-        Names {
-            queue: format!("test-records-{tag}"),
-            stream: format!("TEST_RECORDS_{tag}"),
-            subject: format!("test.records.{tag}"),
-            consumer: format!("test-consumer-{tag}"),
-        }
-    }
-
-    /// Deletes the queue and the stream from the brokers.
-    pub fn remove_from_brokers(&self) {
-        let names = self.clone();
-        // Drop cannot be async; a small runtime of its own on a plain thread does the cleanup.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok(connection) =
-                    lapin::Connection::connect(AMQP_URL, Default::default()).await
-                    && let Ok(channel) = connection.create_channel().await
-                {
-                    let _ = channel
-                        .queue_delete(names.queue.as_str().into(), Default::default())
-                        .await;
-                    let _ = connection.close(200, "test cleanup".into()).await;
-                }
-                if let Ok(client) = async_nats::connect(NATS_URL).await {
-                    let _ = async_nats::jetstream::new(client)
-                        .delete_stream(&names.stream)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
+pub use receivers::testing::{Names, require_brokers};
 
 /// A receivers instance for one test.
 pub struct Harness {
@@ -87,21 +21,7 @@ pub struct Harness {
 
 /// A config on port 0 everywhere, with its own names, store and reports.
 pub fn test_config(names: &Names, dir: &Path) -> Config {
-    let mut config = Config::defaults();
-    let any = "127.0.0.1:0".parse().unwrap();
-    config.balancer_addr = any;
-    config.grpc_entry_addr = any;
-    config.rabbitmq_entry_addr = any;
-    config.nats_entry_addr = any;
-    config.grpc_addr = any;
-    config.amqp_url = AMQP_URL.into();
-    config.nats_url = NATS_URL.into();
-    config.store = dir.join("store.db");
-    config.reports = dir.join("reports");
-    config.queue = names.queue.clone();
-    config.stream = names.stream.clone();
-    config.subject = names.subject.clone();
-    config.consumer = names.consumer.clone();
+    let mut config = receivers::testing::config(names, dir);
     config.publish_timeout_ms = 5000;
     config
 }

@@ -1,0 +1,224 @@
+//! Inline SVG line charts for the HTML report: no script, no network, so the page works
+//! offline and in any browser, and a test can read it as text.
+
+use std::fmt::Write;
+
+/// One line on a chart.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    pub color: &'static str,
+    /// (x, y) in data units, x ascending.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// An axis: its label and where to put tick marks (data value, text).
+#[derive(Debug, Clone, Default)]
+pub struct Axis {
+    pub label: String,
+    pub ticks: Vec<(f64, String)>,
+}
+
+/// The route colours, the same in every chart.
+pub const PALETTE: [&str; 5] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
+
+const WIDTH: f64 = 560.0;
+const HEIGHT: f64 = 260.0;
+const LEFT: f64 = 56.0;
+const RIGHT: f64 = 12.0;
+const TOP: f64 = 28.0;
+const BOTTOM: f64 = 44.0;
+
+/// A chart of `series` over `x` (ticks required; their extent sets the x range) and `y`
+/// (ticks optional: from 0 to a rounded maximum when empty).
+pub fn line_chart(title: &str, series: &[Series], x: &Axis, y: &Axis) -> String {
+    let (x_min, x_max) = extent(x.ticks.iter().map(|t| t.0)).unwrap_or((0.0, 1.0));
+    let y_ticks = if y.ticks.is_empty() {
+        nice_ticks(
+            series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.1))
+                .fold(0.0, f64::max),
+        )
+    } else {
+        y.ticks.clone()
+    };
+    let (_, y_max) = extent(y_ticks.iter().map(|t| t.0)).unwrap_or((0.0, 1.0));
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let sx = |v: f64| LEFT + (v - x_min) / (x_max - x_min).max(f64::EPSILON) * plot_w;
+    let sy = |v: f64| TOP + plot_h - (v / y_max.max(f64::EPSILON)).min(1.05) * plot_h;
+
+    let mut svg = String::new();
+    let label = escape(title);
+    let _ = write!(
+        svg,
+        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}">"#
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="{LEFT}" y="16" class="title">{}</text>"#,
+        escape(title)
+    );
+    for (value, text) in &y_ticks {
+        let y = sy(*value);
+        let _ = write!(
+            svg,
+            r#"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{}</text>"#,
+            WIDTH - RIGHT,
+            LEFT - 4.0,
+            y + 4.0,
+            escape(text)
+        );
+    }
+    for (value, text) in &x.ticks {
+        let xx = sx(*value);
+        let _ = write!(
+            svg,
+            r#"<line x1="{xx:.1}" x2="{xx:.1}" y1="{TOP}" y2="{}" class="grid"/><text x="{xx:.1}" y="{}" class="tick" text-anchor="middle">{}</text>"#,
+            TOP + plot_h,
+            TOP + plot_h + 14.0,
+            escape(text)
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" class="axis" text-anchor="middle">{}</text><text x="12" y="{}" class="axis" transform="rotate(-90 12 {})" text-anchor="middle">{}</text>"#,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 6.0,
+        escape(&x.label),
+        TOP + plot_h / 2.0,
+        TOP + plot_h / 2.0,
+        escape(&y.label)
+    );
+    for (i, s) in series.iter().enumerate() {
+        if s.points.is_empty() {
+            continue;
+        }
+        let path: Vec<String> = s
+            .points
+            .iter()
+            .filter(|(px, _)| *px >= x_min && *px <= x_max)
+            .map(|(px, py)| format!("{:.1},{:.1}", sx(*px), sy(*py)))
+            .collect();
+        let _ = write!(
+            svg,
+            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="1.8"><title>{}</title></polyline>"#,
+            path.join(" "),
+            s.color,
+            escape(&s.name)
+        );
+        let lx = LEFT + 8.0 + (i as f64) * 120.0;
+        let _ = write!(
+            svg,
+            r#"<rect x="{lx:.1}" y="{}" width="10" height="3" fill="{}"/><text x="{:.1}" y="{}" class="legend">{}</text>"#,
+            TOP + 4.0,
+            s.color,
+            lx + 14.0,
+            TOP + 9.0,
+            escape(&s.name)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The x position of a percentile on HdrHistogram's "nines" axis: 90% -> 1, 99% -> 2.
+pub fn nines(percentile: f64) -> f64 {
+    let remaining = (1.0 - percentile / 100.0).max(1e-6);
+    -remaining.log10()
+}
+
+/// Ticks of the nines axis up to `max_nines`: 0%, 90%, 99%, 99.9%, ...
+pub fn nines_axis(max_nines: usize) -> Axis {
+    let labels = ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"];
+    Axis {
+        label: "percentile".into(),
+        ticks: (0..=max_nines.min(5))
+            .map(|n| (n as f64, labels[n].to_string()))
+            .collect(),
+    }
+}
+
+fn extent(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values.fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
+}
+
+/// Four or five round ticks from 0 covering `max`.
+pub fn nice_ticks(max: f64) -> Vec<(f64, String)> {
+    let max = if max > 0.0 { max } else { 1.0 };
+    let raw = max / 4.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * magnitude);
+    let mut ticks = Vec::new();
+    let mut value = 0.0;
+    while value < max + step * 0.999 {
+        ticks.push((value, trim(value)));
+        value += step;
+    }
+    ticks
+}
+
+fn trim(value: f64) -> String {
+    let text = format!("{value:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nines_axis_positions() {
+        assert_eq!(nines(0.0), 0.0);
+        assert!((nines(90.0) - 1.0).abs() < 1e-9);
+        assert!((nines(99.9) - 3.0).abs() < 1e-9);
+        assert_eq!(nines_axis(3).ticks.last().unwrap().1, "99.9%");
+    }
+
+    #[test]
+    fn ticks_are_round_and_cover_the_maximum() {
+        let ticks = nice_ticks(37.0);
+        assert_eq!(ticks.first().unwrap().0, 0.0);
+        assert!(ticks.last().unwrap().0 >= 37.0);
+        assert!(
+            ticks.iter().all(|(v, _)| (v / 10.0).fract() == 0.0),
+            "{ticks:?}"
+        );
+    }
+
+    #[test]
+    fn a_chart_draws_each_series_and_escapes_text() {
+        let series = [Series {
+            name: "a<b".into(),
+            color: PALETTE[0],
+            points: vec![(0.0, 1.0), (1.0, 2.0)],
+        }];
+        let svg = line_chart(
+            "t&t",
+            &series,
+            &Axis {
+                label: "x".into(),
+                ticks: vec![(0.0, "0".into()), (1.0, "1".into())],
+            },
+            &Axis::default(),
+        );
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 1);
+        assert!(svg.contains("a&lt;b") && svg.contains("t&amp;t"));
+    }
+}

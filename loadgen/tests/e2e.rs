@@ -1,0 +1,230 @@
+//! loadgen against the real receivers (real RabbitMQ and NATS on loopback): the delivery
+//! ledger reconciles every send with the store, its rules gate the run, and records that
+//! were accepted but never stored are reported lost, by id.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{FAST, loadgen, read_json, run_dir, traffic_file, workspace_root};
+use receivers::testing::{Names, config, require_brokers};
+use serde_json::Value;
+
+/// Receivers running on their own runtime for the length of a test.
+struct Receivers {
+    running: Option<receivers::Running>,
+    names: Names,
+    runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl Receivers {
+    fn start(adjust: impl FnOnce(&mut receivers::Config)) -> Receivers {
+        require_brokers();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let names = Names::unique();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(&names, dir.path());
+        adjust(&mut config);
+        let running = runtime
+            .block_on(receivers::start(config))
+            .expect("receivers start");
+        let receivers = Receivers {
+            running: Some(running),
+            names,
+            runtime,
+            _dir: dir,
+        };
+        receivers.wait_ready();
+        receivers
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "http://{}",
+            self.running.as_ref().unwrap().addrs.balancer.unwrap()
+        )
+    }
+
+    /// Polls /ready with a deadline (the brokers' connections come up in the background).
+    fn wait_ready(&self) {
+        let url = format!("{}/ready", self.url());
+        let ready = self.runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while tokio::time::Instant::now() < deadline {
+                if reqwest::get(&url)
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        });
+        assert!(ready, "receivers not ready within 30 s");
+    }
+}
+
+impl Drop for Receivers {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown();
+            let _ = self.runtime.block_on(running.wait());
+        }
+        self.names.remove_from_brokers();
+    }
+}
+
+fn schema_errors(report: &Value) -> Vec<String> {
+    let schema = read_json(&workspace_root().join("loadgen/schema/loadgen.schema.json"));
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    validator
+        .iter_errors(report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn a_run_through_the_receivers_reconciles_every_record_by_route() {
+    let receivers = Receivers::start(|_| {});
+    let reports = tempfile::tempdir().unwrap();
+    let rules = [
+        "lost==0",
+        "duplicates==0",
+        "accepted==300",
+        "e2e-p99<10s for nats",
+        "error-rate<1%",
+    ];
+    let url = receivers.url();
+    let mut args = vec!["-u", "3", "-H", &url];
+    args.extend(FAST);
+    for rule in &rules {
+        args.extend(["--threshold", rule]);
+    }
+    let run = loadgen(&args, reports.path(), Duration::from_secs(180));
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stdout.contains("Delivery (receivers at"),
+        "{}",
+        run.stdout
+    );
+
+    let dir = run_dir(reports.path());
+    let report = read_json(&dir.join("loadgen.json"));
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let delivery = &report["delivery"];
+    assert_eq!(delivery["drained"], true);
+    for route in ["grpc", "rabbitmq", "nats"] {
+        let r = &delivery["routes"][route];
+        // The front door takes turns, so 300 POSTs are exactly 100 per path.
+        assert_eq!(
+            (
+                r["accepted"].as_u64(),
+                r["stored"].as_u64(),
+                r["lost"].as_u64()
+            ),
+            (Some(100), Some(100), Some(0)),
+            "{route}: {r}"
+        );
+        assert_eq!(
+            r["latency"]["e2e"]["count"], 100,
+            "{route}: this run's samples only"
+        );
+        assert!(dir.join(format!("receivers-{route}-e2e.hgrm")).exists());
+    }
+    assert_eq!(delivery["routes"]["all"]["stored"], 300);
+    assert!(
+        report["gate"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["passed"] == true)
+    );
+
+    let page = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    for section in [
+        "id=\"settings\"",
+        "id=\"gate\"",
+        "id=\"timeline\"",
+        "id=\"requests\"",
+        "id=\"delivery\"",
+        "id=\"latency\"",
+        "id=\"files\"",
+    ] {
+        assert!(page.contains(section), "index.html lacks {section}");
+    }
+    let list = std::fs::read_to_string(reports.path().join("index.html")).unwrap();
+    assert!(list.contains(report["run_id"].as_str().unwrap()));
+}
+
+#[test]
+fn records_accepted_but_never_stored_are_reported_lost_and_fail_the_gate() {
+    // RabbitMQ accepts (confirms) every record, but no consumer runs: nothing is stored.
+    let receivers = Receivers::start(|c| {
+        c.paths = vec![receivers::Route::Rabbitmq];
+        c.no_consumers = true;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let traffic = traffic_file(
+        dir.path(),
+        "five.json",
+        "[{\"a\":1},{\"a\":2},{\"a\":3},{\"a\":4},{\"a\":5}]",
+    );
+    let url = receivers.url();
+    let mut args = vec![
+        "-u",
+        "1",
+        "-H",
+        &url,
+        "--traffic",
+        traffic.to_str().unwrap(),
+    ];
+    args.extend(FAST);
+    args.extend(["--drain-timeout", "1s", "--threshold", "lost==0"]);
+    let reports = dir.path().join("reports");
+    let run = loadgen(&args, &reports, Duration::from_secs(120));
+    assert_eq!(
+        run.code, 1,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    let report = read_json(&run_dir(&reports).join("loadgen.json"));
+    let rabbit = &report["delivery"]["routes"]["rabbitmq"];
+    assert_eq!(
+        (
+            rabbit["accepted"].as_u64(),
+            rabbit["stored"].as_u64(),
+            rabbit["lost"].as_u64()
+        ),
+        (Some(5), Some(0), Some(5))
+    );
+    let run_id = report["run_id"].as_str().unwrap();
+    let lost: Vec<&str> = rabbit["lost_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(lost.len(), 5);
+    assert!(lost.iter().all(|id| id.starts_with(run_id)));
+    assert_eq!(report["delivery"]["drained"], false);
+    let verdict = &report["gate"]["rules"][0];
+    assert_eq!(
+        (verdict["observed"].as_f64(), verdict["passed"].as_bool()),
+        (Some(5.0), Some(false))
+    );
+    assert!(
+        run.stdout.contains(lost[0]),
+        "the gate table names a lost id:\n{}",
+        run.stdout
+    );
+}
