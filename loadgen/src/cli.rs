@@ -200,6 +200,9 @@ impl Cli {
             }
             max_regression = gate.max_regression.unwrap_or(max_regression);
         }
+        // The same rule from a flag and the gate file is judged once.
+        let mut seen = std::collections::HashSet::new();
+        rules.retain(|r: &SourcedRule| seen.insert(r.rule.text.clone()));
         if self.max_rps == Some(0) {
             return usage(
                 "--max-rps 0 would send nothing; give a rate such as 500, or leave it out".into(),
@@ -346,9 +349,29 @@ mod tests {
             "thresholds = [\"p95<1s\", \"error-rate<1%\"]\nmax_regression = 20\n",
         )
         .unwrap();
-        let s = parse(&["--gate", good.to_str().unwrap(), "--threshold", "rps>=1"]).unwrap();
-        assert_eq!(s.rules.len(), 3);
-        assert_eq!(s.rules[1].source, RuleSource::GateFile);
+        let s = parse(&[
+            "--gate",
+            good.to_str().unwrap(),
+            "--threshold",
+            "rps>=1",
+            "--threshold",
+            "p95<1s",
+        ])
+        .unwrap();
+        assert_eq!(s.rules.len(), 3, "a rule given twice is judged once");
+        let sources: Vec<(&str, RuleSource)> = s
+            .rules
+            .iter()
+            .map(|r| (r.rule.text.as_str(), r.source))
+            .collect();
+        assert_eq!(
+            sources,
+            vec![
+                ("rps>=1", RuleSource::Cli),
+                ("p95<1s", RuleSource::Cli),
+                ("error-rate<1%", RuleSource::GateFile)
+            ]
+        );
         assert_eq!(s.max_regression, 20.0);
 
         let typo = dir.path().join("typo.toml");

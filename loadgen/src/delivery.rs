@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::Deserializer;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -262,11 +260,7 @@ pub fn ledger(
 
 /// Decodes `routes.<route>.latency.<stage>.histogram` of a `/stats` snapshot.
 fn histogram(stats: &Value, route: &str, stage: &str) -> Option<Histogram<u64>> {
-    let encoded = stats["routes"][route]["latency"][stage]["histogram"].as_str()?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .ok()?;
-    Deserializer::new().deserialize(&mut bytes.as_slice()).ok()
+    hdr::decode(stats["routes"][route]["latency"][stage]["histogram"].as_str()?).ok()
 }
 
 /// This run's histograms: the end snapshot minus the start one (the receivers count since
@@ -373,44 +367,6 @@ pub fn stage_latency(h: &Histogram<u64>) -> StageLatency {
     }
 }
 
-/// The `.hgrm` text of a microsecond histogram, in milliseconds (HdrHistogram's format).
-pub fn hgrm(h: &Histogram<u64>) -> String {
-    let mut out = format!(
-        "{:>12} {:>14} {:>10} {:>14}\n\n",
-        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
-    );
-    let mut total = 0;
-    if !h.is_empty() {
-        for v in h.iter_quantiles(5) {
-            total += v.count_since_last_iteration();
-            let q = v.quantile_iterated_to();
-            let ms = h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0;
-            let inverse = if q < 1.0 {
-                format!(" {:>14.2}", 1.0 / (1.0 - q))
-            } else {
-                String::new()
-            };
-            out.push_str(&format!("{ms:>12.3} {q:>2.12} {total:>10}{inverse}\n"));
-        }
-    }
-    let (mean, sd) = if h.is_empty() {
-        (0.0, 0.0)
-    } else {
-        (h.mean(), h.stdev())
-    };
-    out.push_str(&format!(
-        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]\n",
-        mean / 1000.0,
-        sd / 1000.0
-    ));
-    out.push_str(&format!(
-        "#[Max     = {:>12.3}, Total count    = {:>12}]\n",
-        h.max() as f64 / 1000.0,
-        h.len()
-    ));
-    out
-}
-
 /// Writes `receivers-<route>-<stage>.hgrm` for every histogram with samples; returns the names.
 pub fn write_hgrm(
     dir: &Path,
@@ -422,7 +378,7 @@ pub fn write_hgrm(
             continue;
         }
         let name = format!("receivers-{route}-{stage}.hgrm");
-        std::fs::write(dir.join(&name), hgrm(h))?;
+        std::fs::write(dir.join(&name), hdr::percentile_distribution(h))?;
         names.push(name);
     }
     Ok(names)
@@ -487,18 +443,11 @@ mod tests {
     #[test]
     fn run_histograms_subtract_what_the_receivers_had_before() {
         let encode = |values: &[u64]| {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let mut h = hdr::new_histogram();
             for v in values {
                 h.record(*v).unwrap();
             }
-            let mut bytes = Vec::new();
-            hdrhistogram::serialization::Serializer::serialize(
-                &mut hdrhistogram::serialization::V2DeflateSerializer::new(),
-                &h,
-                &mut bytes,
-            )
-            .unwrap();
-            base64::engine::general_purpose::STANDARD.encode(bytes)
+            hdr::encode(&h)
         };
         let snapshot = |values: &[u64]| serde_json::json!({"routes": {"nats": {"latency": {"e2e": {"histogram": encode(values)}}}}});
         let before = snapshot(&[100_000, 100_000]);
@@ -510,7 +459,7 @@ mod tests {
         let latency = stage_latency(nats);
         assert_eq!(latency.count, 2);
         assert!(latency.distribution.last().unwrap()[0] >= 99.0);
-        assert!(hgrm(nats).contains("Total count    =            2"));
+        assert!(hdr::percentile_distribution(nats).contains("Total count    =            2"));
         assert_eq!(run[&("all".to_string(), "e2e".to_string())].len(), 2);
     }
 }

@@ -4,13 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use base64::Engine;
+use hdr::{encode, new_histogram};
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::route::Route;
+use crate::store::Inserted;
 
 /// Where a latency was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -34,11 +34,6 @@ impl Stage {
             Stage::E2e => "e2e",
         }
     }
-}
-
-/// 1 us to 60 s at 3 significant digits, as HdrHistogram's own tools default to.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
 #[derive(Debug, Default)]
@@ -134,6 +129,18 @@ impl Stats {
                 c.duplicates.fetch_add(1, Ordering::Relaxed)
             }
         };
+    }
+
+    /// Books one store insert: stored or duplicate and, for a first store, the end-to-end
+    /// latency from the entry's acceptance to the commit.
+    pub fn stored(&self, route: Route, inserted: Inserted, accepted_at_us: i64, redelivered: bool) {
+        if inserted.new {
+            self.store_outcome(route, StoreOutcome::Stored);
+            let e2e = (inserted.stored_at_us - accepted_at_us).max(0) as u64;
+            self.latency(route, Stage::E2e, e2e);
+        } else {
+            self.store_outcome(route, StoreOutcome::Duplicate { redelivered });
+        }
     }
 
     /// Every counter and histogram as `/stats` serves it.
@@ -249,15 +256,6 @@ impl StageStats {
             histogram: encode(h),
         }
     }
-}
-
-/// HdrHistogram's interchange form: V2 deflate, then base64.
-pub fn encode(h: &Histogram<u64>) -> String {
-    let mut bytes = Vec::new();
-    V2DeflateSerializer::new()
-        .serialize(h, &mut bytes)
-        .expect("serializing into memory cannot fail");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 use super::{Accepted, PublishError, Publisher};
 use crate::record::{Record, now_us};
 use crate::route::Route;
-use crate::stats::{Stage, Stats, StoreOutcome};
+use crate::stats::{Stage, Stats};
 use crate::store::Store;
 
 /// The entry's side: a lazily connected HTTP/2 channel, shared by every request.
@@ -113,19 +113,7 @@ impl Ingest for IngestService {
         let inserted = self.store.insert(Route::Grpc, record).await.map_err(|e| {
             Status::unavailable(format!("the store did not commit the record: {e}"))
         })?;
-        let outcome = if inserted.new {
-            StoreOutcome::Stored
-        } else {
-            StoreOutcome::Duplicate { redelivered: false }
-        };
-        self.stats.store_outcome(Route::Grpc, outcome);
-        if inserted.new {
-            self.stats.latency(
-                Route::Grpc,
-                Stage::E2e,
-                (inserted.stored_at_us - accepted_at).max(0) as u64,
-            );
-        }
+        self.stats.stored(Route::Grpc, inserted, accepted_at, false);
         Ok(Response::new(StoreReply {
             duplicate: !inserted.new,
         }))

@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use super::{Accepted, PublishError, Publisher};
 use crate::record::{Record, now_us};
 use crate::route::Route;
-use crate::stats::{Stage, Stats, StoreOutcome};
+use crate::stats::{Stage, Stats};
 use crate::store::Store;
 
 #[derive(Debug, Clone)]
@@ -242,19 +242,7 @@ async fn consume(
                             "NATS ack failed (the message will be redelivered): {error}"
                         );
                     }
-                    let outcome = if inserted.new {
-                        StoreOutcome::Stored
-                    } else {
-                        StoreOutcome::Duplicate { redelivered }
-                    };
-                    stats.store_outcome(Route::Nats, outcome);
-                    if inserted.new {
-                        stats.latency(
-                            Route::Nats,
-                            Stage::E2e,
-                            (inserted.stored_at_us - accepted_at).max(0) as u64,
-                        );
-                    }
+                    stats.stored(Route::Nats, inserted, accepted_at, redelivered);
                 }
                 Err(error) => {
                     tracing::error!("store failed, asking NATS to redeliver: {error}");

@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use super::{Accepted, PublishError, Publisher};
 use crate::record::{Record, now_us};
 use crate::route::Route;
-use crate::stats::{Stage, Stats, StoreOutcome};
+use crate::stats::{Stage, Stats};
 use crate::store::Store;
 
 #[derive(Debug, Clone)]
@@ -306,21 +306,7 @@ async fn consume(
                             "RabbitMQ ack failed (the message will be redelivered): {error}"
                         );
                     }
-                    let outcome = if inserted.new {
-                        StoreOutcome::Stored
-                    } else {
-                        StoreOutcome::Duplicate {
-                            redelivered: delivery.redelivered,
-                        }
-                    };
-                    stats.store_outcome(Route::Rabbitmq, outcome);
-                    if inserted.new {
-                        stats.latency(
-                            Route::Rabbitmq,
-                            Stage::E2e,
-                            (inserted.stored_at_us - accepted_at).max(0) as u64,
-                        );
-                    }
+                    stats.stored(Route::Rabbitmq, inserted, accepted_at, delivery.redelivered);
                 }
                 Err(error) => {
                     tracing::error!("store failed, requeueing the RabbitMQ message: {error}");
