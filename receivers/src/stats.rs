@@ -135,9 +135,10 @@ impl Stats {
     /// latency from the entry's acceptance to the commit.
     pub fn stored(&self, route: Route, inserted: Inserted, accepted_at_us: i64, redelivered: bool) {
         if inserted.new {
-            self.store_outcome(route, StoreOutcome::Stored);
+            // The sample goes first: a snapshot that counts this record then holds its latency.
             let e2e = (inserted.stored_at_us - accepted_at_us).max(0) as u64;
             self.latency(route, Stage::E2e, e2e);
+            self.store_outcome(route, StoreOutcome::Stored);
         } else {
             self.store_outcome(route, StoreOutcome::Duplicate { redelivered });
         }

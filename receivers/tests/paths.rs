@@ -232,7 +232,22 @@ async fn stats_and_metrics_agree_with_the_store_and_reports_are_written() {
     }
     let store = h.store_path();
     eventually(SETTLE, "15 stored", || stored_rows(&store).len() == 15).await;
-    let stats = h.get_json("/stats").await;
+    // The counters follow the commits within moments; poll rather than race them.
+    let deadline = std::time::Instant::now() + SETTLE;
+    let stats = loop {
+        let stats = h.get_json("/stats").await;
+        if Route::ALL
+            .iter()
+            .all(|r| stats["routes"][r.name()]["stored"] == 5)
+        {
+            break stats;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stats never caught up: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let schema: Value = serde_json::from_str(include_str!("../schema/stats.schema.json")).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator

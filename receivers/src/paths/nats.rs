@@ -235,6 +235,8 @@ async fn consume(
             let accepted_at = record.accepted_at_us;
             match store.insert(Route::Nats, record).await {
                 Ok(inserted) => {
+                    // Booked at the commit, so /stats never lags the store.
+                    stats.stored(Route::Nats, inserted, accepted_at, redelivered);
                     // Ack strictly after the commit, and wait for the server to confirm the ack,
                     // so a lost ack means a redelivery (stored once by id), never a loss.
                     if let Err(error) = message.double_ack().await {
@@ -242,7 +244,6 @@ async fn consume(
                             "NATS ack failed (the message will be redelivered): {error}"
                         );
                     }
-                    stats.stored(Route::Nats, inserted, accepted_at, redelivered);
                 }
                 Err(error) => {
                     tracing::error!("store failed, asking NATS to redeliver: {error}");

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions,
@@ -209,11 +210,10 @@ pub fn spawn_consumer(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let inner = tracker.clone();
     tracker.spawn(async move {
         let mut delay = Duration::from_millis(200);
         while !shutdown.is_cancelled() {
-            match consume(&config, &store, &stats, &shutdown, &inner).await {
+            match consume(&config, &store, &stats, &shutdown).await {
                 Ok(()) => delay = Duration::from_millis(200),
                 Err(error) => tracing::warn!(queue = %config.queue, "RabbitMQ consumer: {error}; reconnecting"),
             }
@@ -230,7 +230,6 @@ async fn consume(
     store: &Arc<dyn Store>,
     stats: &Arc<Stats>,
     shutdown: &CancellationToken,
-    tracker: &TaskTracker,
 ) -> lapin::Result<()> {
     let (connection, channel) = open(config).await?;
     channel
@@ -245,85 +244,113 @@ async fn consume(
         )
         .await?;
     tracing::info!(queue = %config.queue, prefetch = config.prefetch, "RabbitMQ consumer connected");
-    // Deliveries are handled concurrently (prefetch bounds how many), so the store can
-    // commit them in one batch; each is acked after its own commit.
-    let in_flight = TaskTracker::new();
+    // Deliveries are taken in batches of whatever has arrived (prefetch bounds it), stored
+    // together (one commit), then acked with one `multiple` ack: strictly after the commit,
+    // and far less work for the broker than an ack per message.
     let result = loop {
-        let delivery = tokio::select! {
+        let first = tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             next = consumer.next() => next,
         };
-        let delivery = match delivery {
-            Some(Ok(delivery)) => delivery,
+        let mut batch = match first {
+            Some(Ok(delivery)) => vec![delivery],
             Some(Err(error)) => break Err(error),
             None => break Ok(()),
         };
-        let (store, stats) = (Arc::clone(store), Arc::clone(stats));
-        in_flight.spawn(tracker.track_future(async move {
-            let received_at = now_us();
-            let header = |name: &str| match delivery
-                .properties
-                .headers()
-                .as_ref()
-                .and_then(|h| h.inner().get(name))
-            {
-                Some(AMQPValue::LongLongInt(v)) => Some(*v),
-                _ => None,
-            };
-            if let Some(published) = header(PUBLISHED_AT) {
-                stats.latency(
-                    Route::Rabbitmq,
-                    Stage::Hop,
-                    (received_at - published).max(0) as u64,
-                );
-            }
-            let id = delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|s| s.to_string());
-            let Some(id) = id else {
-                tracing::error!("RabbitMQ message without message_id; rejecting it");
-                let _ = delivery
-                    .nack(BasicNackOptions {
-                        requeue: false,
-                        ..Default::default()
-                    })
-                    .await;
-                return;
-            };
-            let record = Record {
-                id,
-                payload: delivery.data.clone().into(),
-                accepted_at_us: header(ACCEPTED_AT).unwrap_or(received_at),
-            };
-            let accepted_at = record.accepted_at_us;
-            match store.insert(Route::Rabbitmq, record).await {
-                Ok(inserted) => {
-                    // Ack strictly after the commit: a crash before this line redelivers.
-                    if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
-                        tracing::warn!(
-                            "RabbitMQ ack failed (the message will be redelivered): {error}"
-                        );
-                    }
-                    stats.stored(Route::Rabbitmq, inserted, accepted_at, delivery.redelivered);
+        let mut failed = None;
+        while batch.len() < usize::from(config.prefetch) {
+            match consumer.next().now_or_never() {
+                Some(Some(Ok(delivery))) => batch.push(delivery),
+                Some(Some(Err(error))) => {
+                    failed = Some(error);
+                    break;
                 }
-                Err(error) => {
-                    tracing::error!("store failed, requeueing the RabbitMQ message: {error}");
-                    let _ = delivery
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..Default::default()
-                        })
-                        .await;
-                }
+                _ => break,
             }
-        }));
+        }
+        settle(batch, store, stats).await;
+        if let Some(error) = failed {
+            break Err(error);
+        }
     };
-    in_flight.close();
-    in_flight.wait().await;
     let _ = connection.close(200, "consumer stopping".into()).await;
     result
+}
+
+/// Stores a batch of consecutive deliveries, then acks it: one `multiple` ack when every
+/// record is committed, else each on its own (a failed store is requeued).
+async fn settle(batch: Vec<Delivery>, store: &Arc<dyn Store>, stats: &Arc<Stats>) {
+    let stored = futures::future::join_all(batch.iter().map(|d| store_one(d, store, stats))).await;
+    if stored.iter().all(|ok| *ok) {
+        let last = batch.last().expect("a batch holds at least one delivery");
+        let options = BasicAckOptions { multiple: true };
+        if let Err(error) = last.ack(options).await {
+            tracing::warn!("RabbitMQ ack failed (the batch will be redelivered): {error}");
+        }
+        return;
+    }
+    for (delivery, ok) in batch.iter().zip(stored) {
+        let outcome = if ok {
+            delivery.ack(BasicAckOptions::default()).await
+        } else {
+            let requeue = BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            };
+            delivery.nack(requeue).await
+        };
+        if let Err(error) = outcome {
+            tracing::warn!("RabbitMQ ack/nack failed (the message will be redelivered): {error}");
+        }
+    }
+}
+
+/// Stores one delivery; false when the store failed and the message must be requeued.
+async fn store_one(delivery: &Delivery, store: &Arc<dyn Store>, stats: &Arc<Stats>) -> bool {
+    let received_at = now_us();
+    let header = |name: &str| match delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(name))
+    {
+        Some(AMQPValue::LongLongInt(v)) => Some(*v),
+        _ => None,
+    };
+    if let Some(published) = header(PUBLISHED_AT) {
+        stats.latency(
+            Route::Rabbitmq,
+            Stage::Hop,
+            (received_at - published).max(0) as u64,
+        );
+    }
+    let Some(id) = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|s| s.to_string())
+    else {
+        // Nothing to key it by: it can never be stored exactly once, so it is not stored;
+        // acked with the batch so it does not come back forever.
+        tracing::error!("RabbitMQ message without message_id; dropping it");
+        return true;
+    };
+    let record = Record {
+        id,
+        payload: delivery.data.clone().into(),
+        accepted_at_us: header(ACCEPTED_AT).unwrap_or(received_at),
+    };
+    let accepted_at = record.accepted_at_us;
+    match store.insert(Route::Rabbitmq, record).await {
+        Ok(inserted) => {
+            stats.stored(Route::Rabbitmq, inserted, accepted_at, delivery.redelivered);
+            true
+        }
+        Err(error) => {
+            tracing::error!("store failed, requeueing the RabbitMQ message: {error}");
+            false
+        }
+    }
 }
 
 /// The URL without its password, for logs.
