@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::delivery::{Delivery, ROUTES};
 use crate::duration::format_ms;
+use crate::progress::TimelinePoint;
 use crate::report::{LoadgenReport, RequestStats};
 use crate::svg::{Axis, PALETTE, Series, escape, line_chart, nice_ticks, nines, nines_axis};
 
@@ -116,33 +117,18 @@ fn timeline(page: &mut String, report: &LoadgenReport) {
         label: "seconds".into(),
         ticks: nice_ticks(seconds),
     };
-    let requests = Series {
-        name: "requests/s".into(),
-        color: PALETTE[0],
+    let series = |name: &str, color, value: fn(&TimelinePoint) -> u64| Series {
+        name: name.into(),
+        color,
         points: report
             .timeline
             .iter()
-            .map(|p| (p.second as f64, p.requests as f64))
+            .map(|p| (p.second as f64, value(p) as f64))
             .collect(),
     };
-    let errors = Series {
-        name: "errors/s".into(),
-        color: PALETTE[1],
-        points: report
-            .timeline
-            .iter()
-            .map(|p| (p.second as f64, p.failures as f64))
-            .collect(),
-    };
-    let users = Series {
-        name: "users".into(),
-        color: PALETTE[2],
-        points: report
-            .timeline
-            .iter()
-            .map(|p| (p.second as f64, p.users as f64))
-            .collect(),
-    };
+    let requests = series("requests/s", PALETTE[0], |p| p.requests);
+    let errors = series("errors/s", PALETTE[1], |p| p.failures);
+    let users = series("users", PALETTE[2], |p| p.users);
     page.push_str("<section id=\"timeline\"><h2>Requests, errors and users over time</h2><div class=\"charts\">");
     page.push_str(&line_chart(
         "Requests and errors per second",
