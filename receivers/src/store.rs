@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
@@ -68,14 +69,19 @@ pub trait Store: Send + Sync + 'static {
 
 type Pending = (Route, Record, oneshot::Sender<Result<Inserted, StoreError>>);
 
-/// SQLite behind the `Store` trait: a writer thread for inserts, a reader for queries.
+/// SQLite behind the `Store` trait: a writer thread for inserts, a few readers for queries.
 pub struct SqliteStore {
     path: PathBuf,
     /// `None` once closed. Sending is synchronous, so the lock is never held across an await.
     writes: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
-    reader: Arc<Mutex<Connection>>,
+    /// Read connections, used in turn: WAL lets them all read while the writer commits.
+    readers: Vec<Arc<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
+
+/// Read connections: enough that `GET /` under load does not queue behind one.
+const READERS: usize = 4;
 
 /// Inserts grouped into one transaction at most: bounds the latency one commit adds.
 const MAX_BATCH: usize = 512;
@@ -117,10 +123,24 @@ impl SqliteStore {
                 )
                 .map_err(sqlite)?;
         }
-        let reader = Connection::open(path).map_err(sqlite)?;
-        reader
-            .busy_timeout(std::time::Duration::from_secs(5))
+        // Stored counts per route, kept in the insert transactions so `GET /` reads three
+        // rows instead of scanning every record; seeded once for a store that predates it.
+        writer
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS route_counts (route TEXT PRIMARY KEY, n INTEGER NOT NULL);
+                 INSERT INTO route_counts (route, n)
+                     SELECT route, COUNT(*) FROM records
+                     WHERE NOT EXISTS (SELECT 1 FROM route_counts) GROUP BY route;",
+            )
             .map_err(sqlite)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open(path).map_err(sqlite)?;
+            reader
+                .busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(sqlite)?;
+            readers.push(Arc::new(Mutex::new(reader)));
+        }
         let (writes, queue) = mpsc::unbounded_channel();
         let thread_path = path.to_path_buf();
         let handle = std::thread::Builder::new()
@@ -130,7 +150,8 @@ impl SqliteStore {
         Ok(SqliteStore {
             path: path.to_path_buf(),
             writes: Mutex::new(Some(writes)),
-            reader: Arc::new(Mutex::new(reader)),
+            readers,
+            next_reader: AtomicUsize::new(0),
             writer: Mutex::new(Some(handle)),
         })
     }
@@ -140,7 +161,8 @@ impl SqliteStore {
         &self,
         query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let reader = Arc::clone(&self.reader);
+        let turn = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let reader = Arc::clone(&self.readers[turn]);
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let connection = reader.lock().unwrap_or_else(|p| p.into_inner());
@@ -210,6 +232,20 @@ fn commit(connection: &mut Connection, batch: &[Pending]) -> Vec<rusqlite::Resul
                 }
                 fresh.push(changed == 1);
             }
+            let mut count_stored = tx.prepare_cached(
+                "INSERT INTO route_counts (route, n) VALUES (?1, ?2)
+                 ON CONFLICT (route) DO UPDATE SET n = n + excluded.n",
+            )?;
+            for route in Route::ALL {
+                let stored = batch
+                    .iter()
+                    .zip(&fresh)
+                    .filter(|((r, _, _), new)| *r == route && **new)
+                    .count();
+                if stored > 0 {
+                    count_stored.execute(params![route.name(), stored as i64])?;
+                }
+            }
         }
         tx.commit()?;
         Ok(fresh)
@@ -273,8 +309,7 @@ impl Store for SqliteStore {
 
     fn counts(&self) -> BoxFuture<'_, Result<BTreeMap<Route, u64>, StoreError>> {
         Box::pin(self.read(|c| {
-            let mut statement =
-                c.prepare_cached("SELECT route, COUNT(*) FROM records GROUP BY route")?;
+            let mut statement = c.prepare_cached("SELECT route, n FROM route_counts")?;
             let rows = statement.query_map([], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
             })?;
@@ -359,11 +394,52 @@ mod tests {
             ]
         );
         let counts = store.counts().await.unwrap();
-        assert_eq!((counts[&Route::Nats], counts[&Route::Grpc]), (1, 2));
+        assert_eq!(
+            (
+                counts[&Route::Nats],
+                counts[&Route::Grpc],
+                counts[&Route::Rabbitmq]
+            ),
+            (1, 2, 0)
+        );
         store.close();
+        // The counts survive a reopen, and keep counting from there.
+        let reopened = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        reopened
+            .insert(Route::Nats, record("run3-u0-0"))
+            .await
+            .unwrap();
+        let counts = reopened.counts().await.unwrap();
+        assert_eq!((counts[&Route::Nats], counts[&Route::Grpc]), (2, 2));
+        reopened.close();
         assert!(matches!(
             store.insert(Route::Grpc, record("late")).await,
             Err(StoreError::Closed)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_store_from_before_the_counts_table_is_upgraded_with_its_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE records (id TEXT PRIMARY KEY, route TEXT NOT NULL, payload TEXT NOT NULL,
+                                   accepted_at INTEGER NOT NULL, stored_at INTEGER NOT NULL);
+             INSERT INTO records VALUES ('a', 'nats', '{}', 1, 2), ('b', 'nats', '{}', 1, 2),
+                                        ('c', 'grpc', '{}', 1, 2);",
+        )
+        .unwrap();
+        drop(old);
+        let store = SqliteStore::open(&path).unwrap();
+        let counts = store.counts().await.unwrap();
+        assert_eq!((counts[&Route::Nats], counts[&Route::Grpc]), (2, 1));
+        let again = store.insert(Route::Nats, record("a")).await.unwrap();
+        assert!(!again.new, "old rows still key duplicates");
+        assert_eq!(
+            store.with_prefix("a".into()).await.unwrap()[0].duplicates,
+            1
+        );
+        store.close();
     }
 }
