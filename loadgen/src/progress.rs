@@ -16,7 +16,6 @@ pub struct Live {
     pub users_finished: AtomicU64,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
-    pub posts: AtomicU64,
 }
 
 /// One second of the run, as the report charts it.

@@ -191,7 +191,6 @@ async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionRe
         .path("/")
         .set_request_builder(request_builder)
         .build();
-    replay.live.posts.fetch_add(1, Ordering::Relaxed);
     let goose = user.request(request).await?;
     replay.count(goose.request.success);
     let accepted = (200..300).contains(&goose.request.status_code);
