@@ -6,9 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{FAST, loadgen, read_json, run_dir, traffic_file, workspace_root};
+use common::{FAST, loadgen, read_json, run_dir, schema_errors, traffic_file};
 use receivers::testing::{Names, config, require_brokers};
-use serde_json::Value;
 
 /// Receivers running on their own runtime for the length of a test.
 struct Receivers {
@@ -78,15 +77,6 @@ impl Drop for Receivers {
         }
         self.names.remove_from_brokers();
     }
-}
-
-fn schema_errors(report: &Value) -> Vec<String> {
-    let schema = read_json(&workspace_root().join("loadgen/schema/loadgen.schema.json"));
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    validator
-        .iter_errors(report)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect()
 }
 
 #[test]

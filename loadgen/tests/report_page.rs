@@ -16,12 +16,7 @@ fn recorded() -> (serde_json::Value, LoadgenReport) {
 #[test]
 fn the_recorded_run_matches_the_schema() {
     let (json, _) = recorded();
-    let schema = read_json(&workspace_root().join("loadgen/schema/loadgen.schema.json"));
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&json)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
+    let errors = common::schema_errors(&json);
     assert!(errors.is_empty(), "{errors:?}");
     assert!(
         !json["delivery"].is_null(),

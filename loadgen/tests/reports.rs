@@ -5,16 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{FAST, Target, loadgen, read_json, run_dir, workspace_root};
-
-fn schema_errors(report: &serde_json::Value) -> Vec<String> {
-    let schema = read_json(&workspace_root().join("loadgen/schema/loadgen.schema.json"));
-    let validator = jsonschema::validator_for(&schema).expect("the schema itself is valid");
-    validator
-        .iter_errors(report)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect()
-}
+use common::{FAST, Target, loadgen, read_json, run_dir, schema_errors, workspace_root};
 
 #[test]
 fn a_run_writes_every_report_file_and_the_json_matches_its_schema() {

@@ -176,6 +176,16 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// Where `report` breaks `loadgen/schema/loadgen.schema.json`; empty when it matches.
+pub fn schema_errors(report: &serde_json::Value) -> Vec<String> {
+    let schema = read_json(&workspace_root().join("loadgen/schema/loadgen.schema.json"));
+    let validator = jsonschema::validator_for(&schema).expect("the schema itself is valid");
+    validator
+        .iter_errors(report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
 /// A traffic file in `dir` holding `records` (each a JSON value), returning its path.
 pub fn traffic_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
