@@ -48,6 +48,13 @@ pub struct RouteLedger {
     pub lost: u64,
     /// Duplicate inserts the store absorbed for this run's ids (resends, redeliveries).
     pub duplicates: u64,
+    /// Inserts of a stored id with another body during the run, as the receivers count them
+    /// (their counter at the end minus at the start).
+    #[serde(default)]
+    pub conflicts: u64,
+    /// Records the receivers dead-lettered during the run (counter at the end minus the start).
+    #[serde(default)]
+    pub dead_lettered: u64,
     /// Non-2xx answers naming this route.
     pub rejected: u64,
     /// Accepted per second over the run.
@@ -177,6 +184,7 @@ pub async fn reconcile(
     let (end, drained, drain_secs) = receivers.drain(drain_timeout).await?;
     let stored = receivers.stored(run_id).await?;
     let (mut routes, unrouted_rejected) = ledger(sends, &stored, duration_secs);
+    add_store_side_counts(&mut routes, start, &end);
     let histograms = run_histograms(start, &end);
     for ((route, stage), h) in &histograms {
         if let Some(row) = routes.get_mut(route) {
@@ -199,6 +207,34 @@ pub async fn reconcile(
         unrouted_rejected,
     };
     Ok((delivery, files))
+}
+
+/// The ledger of the run so far, for judging rules while it goes on: what was sent, and the
+/// receivers' counters and histograms now against the start. Nothing is drained or looked
+/// up in the store, so `stored` and `lost` mean nothing here.
+pub fn provisional(
+    receivers: String,
+    sends: &[Send],
+    start: Option<&Value>,
+    now: Option<&Value>,
+    duration_secs: f64,
+) -> Delivery {
+    let (mut routes, unrouted_rejected) = ledger(sends, &HashMap::new(), duration_secs);
+    if let Some(now) = now {
+        add_store_side_counts(&mut routes, start, now);
+        for ((route, stage), h) in &run_histograms(start, now) {
+            if let Some(row) = routes.get_mut(route) {
+                row.latency.insert(stage.clone(), stage_latency(h));
+            }
+        }
+    }
+    Delivery {
+        receivers,
+        drained: false,
+        drain_secs: 0.0,
+        routes,
+        unrouted_rejected,
+    }
 }
 
 /// The ledger from what was sent and what is stored (pure, so it is unit-tested).
@@ -258,6 +294,31 @@ pub fn ledger(
     (routes, unrouted_rejected)
 }
 
+/// Conflicts and dead-lettered records happen on the store side, past what loadgen can see
+/// of a send; the receivers count them: this run's share is the end count minus the start.
+pub fn add_store_side_counts(
+    routes: &mut BTreeMap<String, RouteLedger>,
+    start: Option<&Value>,
+    end: &Value,
+) {
+    let count = |stats: Option<&Value>, route: &str, field: &str| {
+        stats
+            .and_then(|s| s["routes"][route][field].as_u64())
+            .unwrap_or(0)
+    };
+    for route in ROUTES {
+        let during =
+            |field: &str| count(Some(end), route, field).saturating_sub(count(start, route, field));
+        let (conflicts, dead_lettered) = (during("conflicts"), during("dead_lettered"));
+        for name in [route, "all"] {
+            if let Some(row) = routes.get_mut(name) {
+                row.conflicts += conflicts;
+                row.dead_lettered += dead_lettered;
+            }
+        }
+    }
+}
+
 /// Decodes `routes.<route>.latency.<stage>.histogram` of a `/stats` snapshot.
 fn histogram(stats: &Value, route: &str, stage: &str) -> Option<Histogram<u64>> {
     hdr::decode(stats["routes"][route]["latency"][stage]["histogram"].as_str()?).ok()
@@ -299,7 +360,7 @@ pub fn run_histograms(
 /// The delivery ledger as a terminal table.
 pub fn table(delivery: &Delivery) -> String {
     let mut out = format!(
-        "Delivery (receivers at {}{}):\n{:<10} {:>9} {:>9} {:>6} {:>10} {:>9} {:>10} {:>10}\n",
+        "Delivery (receivers at {}{}):\n{:<10} {:>9} {:>9} {:>6} {:>10} {:>9} {:>13} {:>9} {:>10} {:>10}\n",
         delivery.receivers,
         if delivery.drained {
             ""
@@ -311,6 +372,8 @@ pub fn table(delivery: &Delivery) -> String {
         "stored",
         "lost",
         "duplicates",
+        "conflicts",
+        "dead-lettered",
         "rejected",
         "e2e p50",
         "e2e p99"
@@ -319,12 +382,14 @@ pub fn table(delivery: &Delivery) -> String {
         let r = &delivery.routes[*route];
         let e2e = r.latency.get("e2e").cloned().unwrap_or_default();
         out.push_str(&format!(
-            "{:<10} {:>9} {:>9} {:>6} {:>10} {:>9} {:>10} {:>10}\n",
+            "{:<10} {:>9} {:>9} {:>6} {:>10} {:>9} {:>13} {:>9} {:>10} {:>10}\n",
             route,
             r.accepted,
             r.stored,
             r.lost,
             r.duplicates,
+            r.conflicts,
+            r.dead_lettered,
             r.rejected,
             crate::duration::format_ms(e2e.p50),
             crate::duration::format_ms(e2e.p99)
@@ -438,6 +503,27 @@ mod tests {
             (4, 3, 1, 1, 2)
         );
         assert_eq!(unrouted, 1);
+    }
+
+    #[test]
+    fn conflicts_and_dead_letters_are_this_runs_share_of_the_receivers_counts() {
+        let (mut routes, _) = ledger(&[], &HashMap::new(), 1.0);
+        let start = serde_json::json!({"routes": {"nats": {"conflicts": 2, "dead_lettered": 1}}});
+        let end = serde_json::json!({"routes": {"nats": {"conflicts": 5, "dead_lettered": 1},
+                                                "grpc": {"conflicts": 1, "dead_lettered": 4}}});
+        add_store_side_counts(&mut routes, Some(&start), &end);
+        assert_eq!(
+            (routes["nats"].conflicts, routes["nats"].dead_lettered),
+            (3, 0)
+        );
+        assert_eq!(
+            (routes["grpc"].conflicts, routes["grpc"].dead_lettered),
+            (1, 4)
+        );
+        assert_eq!(
+            (routes["all"].conflicts, routes["all"].dead_lettered),
+            (4, 4)
+        );
     }
 
     #[test]

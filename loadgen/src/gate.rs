@@ -66,7 +66,7 @@ pub fn judge(
 }
 
 /// Delivery and stage rules, judged on the reconciliation with the receivers.
-fn judge_delivery(sourced: &SourcedRule, delivery: Option<&Delivery>) -> Verdict {
+pub fn judge_delivery(sourced: &SourcedRule, delivery: Option<&Delivery>) -> Verdict {
     let rule = &sourced.rule;
     let verdict = |observed: Option<f64>, passed: bool, detail: String| Verdict {
         rule: rule.text.clone(),
@@ -94,6 +94,8 @@ fn judge_delivery(sourced: &SourcedRule, delivery: Option<&Delivery>) -> Verdict
             LedgerField::Stored => row.stored,
             LedgerField::Lost => row.lost,
             LedgerField::Duplicates => row.duplicates,
+            LedgerField::Conflicts => row.conflicts,
+            LedgerField::DeadLettered => row.dead_lettered,
             LedgerField::Rejected => row.rejected,
         } as f64),
         Metric::Stage(stage, percent) => {

@@ -195,7 +195,7 @@ fn routes(page: &mut String, delivery: &Delivery) {
             )
         }
     );
-    page.push_str("<table><tr><th>route</th><th>accepted</th><th>stored</th><th>lost</th><th>duplicates</th><th>rejected</th><th>throughput</th><th>ingress p99</th><th>e2e p50</th><th>e2e p99</th></tr>");
+    page.push_str("<table><tr><th>route</th><th>accepted</th><th>stored</th><th>lost</th><th>duplicates</th><th>conflicts</th><th>dead-lettered</th><th>rejected</th><th>throughput</th><th>ingress p99</th><th>e2e p50</th><th>e2e p99</th></tr>");
     for name in ROUTES.iter().chain(["all"].iter()) {
         let Some(r) = delivery.routes.get(*name) else {
             continue;
@@ -203,12 +203,16 @@ fn routes(page: &mut String, delivery: &Delivery) {
         let stage = |s: &str| r.latency.get(s).cloned().unwrap_or_default();
         let _ = write!(
             page,
-            "<tr><td>{name}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{:.1}/s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{name}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"{}\">{}</td><td>{}</td><td>{:.1}/s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             r.accepted,
             r.stored,
             if r.lost == 0 { "pass" } else { "fail" },
             r.lost,
             r.duplicates,
+            if r.conflicts == 0 { "pass" } else { "fail" },
+            r.conflicts,
+            if r.dead_lettered == 0 { "pass" } else { "fail" },
+            r.dead_lettered,
             r.rejected,
             r.throughput,
             format_ms(stage("ingress").p99),

@@ -4,7 +4,8 @@
 //! Data flow: `cli` (flags) -> `traffic` (records) -> `replay` (Goose scenario) ->
 //! `run` (Goose attack, `progress` timeline) -> `delivery` (reconciliation with the
 //! receivers) -> `summary` (percentiles) -> `gate` (verdicts) -> `report`, `junit`, `html`
-//! and `svg` (files).
+//! and `svg` (files). With `--abort-on-fail`, Goose judges its own rules while the run goes
+//! on and `live_gate` the delivery and stage rules.
 
 pub mod cli;
 pub mod delivery;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod gate;
 pub mod html;
 pub mod junit;
+pub mod live_gate;
 pub mod progress;
 pub mod replay;
 pub mod report;

@@ -44,6 +44,8 @@ pub enum LedgerField {
     Stored,
     Lost,
     Duplicates,
+    Conflicts,
+    DeadLettered,
     Rejected,
 }
 
@@ -124,6 +126,8 @@ impl Metric {
             "stored" => Some(Metric::Ledger(LedgerField::Stored)),
             "lost" => Some(Metric::Ledger(LedgerField::Lost)),
             "duplicates" => Some(Metric::Ledger(LedgerField::Duplicates)),
+            "conflicts" => Some(Metric::Ledger(LedgerField::Conflicts)),
+            "dead_lettered" | "dead-lettered" => Some(Metric::Ledger(LedgerField::DeadLettered)),
             "rejected" => Some(Metric::Ledger(LedgerField::Rejected)),
             _ => match text.split_once('-') {
                 Some((stage, p)) => {
@@ -215,7 +219,7 @@ impl FromStr for Rule {
         let metric = Metric::parse(name.trim()).ok_or_else(|| {
             malformed(&format!(
                 "unknown metric '{}'; use pNN (such as p95 or p99.9), avg, max, error-rate, rps, \
-                 accepted, stored, lost, duplicates, rejected, or a stage percentile such as e2e-p99, \
+                 accepted, stored, lost, duplicates, conflicts, dead_lettered, rejected, or a stage percentile such as e2e-p99, \
                  hop-p99, ingress-p50",
                 name.trim()
             ))
@@ -326,6 +330,14 @@ mod tests {
         assert_eq!(
             rule("duplicates==0").metric,
             Metric::Ledger(LedgerField::Duplicates)
+        );
+        assert_eq!(
+            rule("dead_lettered==0 for nats").metric,
+            Metric::Ledger(LedgerField::DeadLettered)
+        );
+        assert_eq!(
+            rule("conflicts==0").metric,
+            Metric::Ledger(LedgerField::Conflicts)
         );
         let r = rule("e2e-p99<50ms for nats");
         assert_eq!(

@@ -17,6 +17,7 @@ use crate::cli::Settings;
 use crate::delivery::{self, Receivers};
 use crate::error::LoadgenError;
 use crate::gate::{self, Baseline};
+use crate::live_gate;
 use crate::progress::{Live, Sampler};
 use crate::replay::{Mode, Replay};
 use crate::report::{EndedBy, GateRecord, LoadgenReport, SCHEMA_VERSION, SettingsRecord};
@@ -60,10 +61,6 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
 
     let run_id = new_run_id();
     let dir = settings.reports.join(&run_id);
-    std::fs::create_dir_all(&dir).map_err(|source| LoadgenError::Reports {
-        path: dir.clone(),
-        source,
-    })?;
     eprintln!(
         "loadgen: run {run_id}: {} users at {}/s against {}, replaying {} records from {} ({} mode)",
         settings.users,
@@ -75,7 +72,10 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     );
 
     // The receivers' counters before the run, so this run's latency can be told apart.
-    let receivers = settings.receivers.clone().map(Receivers::new);
+    let receivers = settings
+        .receivers
+        .clone()
+        .map(|url| Arc::new(Receivers::new(url)));
     let start_stats = match &receivers {
         None => None,
         Some(r) => match r.stats().await {
@@ -106,9 +106,24 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         })
         .and_then(|a| Ok(a.register_scenario(replay.scenario(settings.wait, settings.post_only)?)))
         .map_err(|e| LoadgenError::Goose(goose_error_text(&e)))?;
+    // Only now, once Goose has taken its configuration: a refused one leaves no folder.
+    std::fs::create_dir_all(&dir).map_err(|source| LoadgenError::Reports {
+        path: dir.clone(),
+        source,
+    })?;
 
     let started_at = chrono::Utc::now();
     let started = Instant::now();
+    let live_gate =
+        (settings.abort_on_fail && live_gate::has_live_rules(&settings.rules)).then(|| {
+            live_gate::spawn(
+                settings.rules.clone(),
+                receivers.clone(),
+                start_stats.clone(),
+                Arc::clone(&replay),
+                move || started.elapsed().as_secs_f64(),
+            )
+        });
     let sampler = Sampler::start(Arc::clone(&live), settings.users, settings.progress_every);
     let timed_out = Arc::new(AtomicBool::new(false));
     let timer = settings
@@ -118,6 +133,14 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     if let Some(timer) = timer {
         timer.abort();
     }
+    let live_failure = match live_gate {
+        None => None,
+        Some(task) if task.is_finished() => task.await.ok().flatten(),
+        Some(task) => {
+            task.abort();
+            None
+        }
+    };
     let timeline = sampler.finish().await;
     let duration = started.elapsed().as_secs_f64();
     let ended_by = if timed_out.load(Ordering::SeqCst) {
@@ -164,6 +187,8 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     if let Some(baseline) = &baseline {
         verdicts.extend(gate::judge_baseline(baseline, &measured));
     }
+    // A rule that stopped the run stays failed, whatever the drain changed afterwards.
+    verdicts.extend(live_failure);
     let passed = verdicts.iter().all(|v| v.passed);
     let report = LoadgenReport {
         schema_version: SCHEMA_VERSION,
@@ -256,14 +281,17 @@ fn goose_configuration(
         .map(|name| dir.join(name).display().to_string())
         .collect();
     if settings.abort_on_fail {
-        // Goose checks its rules every second and stops the run at the first failure;
-        // `==` is loadgen's own operator, judged only at the end.
+        // Goose checks the request rules every second and stops the run at the first
+        // failure; delivery and stage rules, and `==`, are loadgen's own (`live_gate`).
         config.threshold = settings
             .rules
             .iter()
-            .filter(|r| r.rule.op != Op::Eq)
+            .filter(|r| !r.rule.metric.is_per_route() && r.rule.op != Op::Eq)
             .map(|r| r.rule.text.clone())
             .collect();
+        if config.threshold.is_empty() {
+            config.no_threshold_abort = true;
+        }
     } else {
         config.no_threshold_abort = true;
     }

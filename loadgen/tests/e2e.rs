@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{FAST, loadgen, read_json, run_dir, schema_errors, traffic_file};
-use receivers::testing::{Names, config, require_brokers};
+use testkit::{Names, config, require_brokers};
 
 /// Receivers running on their own runtime for the length of a test.
 struct Receivers {
@@ -19,6 +19,13 @@ struct Receivers {
 
 impl Receivers {
     fn start(adjust: impl FnOnce(&mut receivers::Config)) -> Receivers {
+        let receivers = Self::start_unready(adjust);
+        receivers.wait_ready();
+        receivers
+    }
+
+    /// Started without waiting for `/ready` (for a broker that is meant to be down).
+    fn start_unready(adjust: impl FnOnce(&mut receivers::Config)) -> Receivers {
         require_brokers();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -32,14 +39,12 @@ impl Receivers {
         let running = runtime
             .block_on(receivers::start(config))
             .expect("receivers start");
-        let receivers = Receivers {
+        Receivers {
             running: Some(running),
             names,
             runtime,
             _dir: dir,
-        };
-        receivers.wait_ready();
-        receivers
+        }
     }
 
     fn url(&self) -> String {
@@ -217,4 +222,97 @@ fn records_accepted_but_never_stored_are_reported_lost_and_fail_the_gate() {
         "the gate table names a lost id:\n{}",
         run.stdout
     );
+}
+
+#[test]
+fn the_ci_gate_file_runs_with_abort_on_fail() {
+    let receivers = Receivers::start(|_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let url = receivers.url();
+    let gate = common::workspace_root().join("ci/gate.toml");
+    let mut args = vec![
+        "-u",
+        "2",
+        "-H",
+        &url,
+        "--gate",
+        gate.to_str().unwrap(),
+        "--abort-on-fail",
+        "--traffic",
+    ];
+    let traffic = traffic_file(dir.path(), "three.json", "[{\"a\":1},{\"a\":2},{\"a\":3}]");
+    args.push(traffic.to_str().unwrap());
+    args.extend(FAST);
+    let reports = dir.path().join("reports");
+    let run = loadgen(&args, &reports, Duration::from_secs(120));
+    let output = format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("refused"), "{output}");
+    // Six records cannot meet `accepted>=2000`: judged at the end, as it must be.
+    assert_eq!(run.code, 1, "{output}");
+    let report = read_json(&run_dir(&reports).join("loadgen.json"));
+    let verdicts = report["gate"]["rules"].as_array().unwrap();
+    let failed: Vec<&str> = verdicts
+        .iter()
+        .filter(|v| v["passed"] == false)
+        .map(|v| v["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, vec!["accepted>=2000"], "{output}");
+    assert!(
+        verdicts
+            .iter()
+            .any(|v| v["rule"] == "lost==0" && v["passed"] == true)
+    );
+    assert!(verdicts.iter().any(|v| v["rule"] == "dead_lettered==0"));
+}
+
+#[test]
+fn abort_on_fail_stops_a_run_when_a_delivery_rule_fails_live() {
+    // Only the RabbitMQ path, and its broker behind a closed port: every send is refused.
+    let receivers = Receivers::start_unready(|c| {
+        c.paths = vec![receivers::Route::Rabbitmq];
+        c.amqp_url = "amqp://guest:guest@127.0.0.1:9/%2f".into();
+        c.publish_timeout_ms = 500;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = receivers.url();
+    let traffic = traffic_file(dir.path(), "one.json", "[{\"a\":1}]");
+    let args = [
+        "-u",
+        "2",
+        "-r",
+        "10",
+        "-H",
+        &url,
+        "--mode",
+        "loop",
+        "-t",
+        "60s",
+        "--wait",
+        "10ms..20ms",
+        "--traffic",
+        traffic.to_str().unwrap(),
+        "--drain-timeout",
+        "1s",
+        "--threshold",
+        "rejected<=5",
+        "--abort-on-fail",
+    ];
+    let reports = dir.path().join("reports");
+    let run = loadgen(&args, &reports, Duration::from_secs(120));
+    let output = format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(run.code, 1, "{output}");
+    let report = read_json(&run_dir(&reports).join("loadgen.json"));
+    assert!(
+        report["duration_secs"].as_f64().unwrap() < 30.0,
+        "stopped early, not at --run-time: {output}"
+    );
+    assert_eq!(report["ended_by"], "interrupted", "{output}");
+    let live = report["gate"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["rule"] == "rejected<=5 (live, --abort-on-fail)")
+        .unwrap_or_else(|| panic!("the live verdict is in the report: {output}"));
+    assert_eq!(live["passed"], false);
+    assert!(live["observed"].as_f64().unwrap() > 5.0);
 }

@@ -1,31 +1,32 @@
 //! Wires the receivers together: binds every listener first (so a port clash fails at once),
 //! starts the store side, then the entries and the front door; shuts down in the order
-//! that loses nothing: stop HTTP, drain consumers, commit, write reports.
+//! that loses nothing, within `--shutdown-timeout`: stop HTTP (cutting what is still open at
+//! the deadline), stop the gRPC server and drain the consumers, commit, write reports.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::balancer::{self, Balancer};
-use crate::config::Config;
-use crate::entry::{self, Entry};
-use crate::paths::Publisher;
+use crate::balancer::{Balancer, balancer_app};
+use crate::config::{Config, parse_run_id};
+use crate::entry::{Entry, entry_app};
 use crate::paths::grpc::{self, GrpcPublisher};
-use crate::paths::nats::{self, NatsConfig, NatsPublisher};
+use crate::paths::nats::{self, NatsConfig, NatsPublisher, SetupError};
 use crate::paths::rabbitmq::{self, RabbitConfig, RabbitPublisher};
-use crate::read::{self, ReadState};
+use crate::paths::{Publisher, Sink};
+use crate::read::ReadState;
+use crate::redact::redact;
 use crate::route::Route;
+use crate::serve::{Limits, Stopped, serve};
 use crate::stats::Stats;
 use crate::store::{SqliteStore, Store};
 
@@ -83,6 +84,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             rand::random::<u16>()
         )
     });
+    parse_run_id(&run_id).map_err(|e| anyhow!("--run-id {e}"))?;
     let enabled = config.paths.clone();
     if enabled.is_empty() {
         anyhow::bail!("--paths is empty; enable at least one of grpc, rabbitmq, nats");
@@ -92,7 +94,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .with_context(|| format!("opening the store {}", config.store.display()))?,
     );
     let stats = Arc::new(Stats::start(run_id.clone(), enabled.clone()));
+    let sink = Sink {
+        store: Arc::clone(&store),
+        stats: Arc::clone(&stats),
+        body_limit: config.body_limit,
+    };
     let publish_timeout = Duration::from_millis(config.publish_timeout_ms);
+    let limits = Limits {
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: config.max_connections,
+    };
 
     let stop = CancellationToken::new();
     // The store side stops only after every HTTP request has been answered.
@@ -107,14 +119,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         consumer: config.consumer.clone(),
         max_ack_pending: config.max_ack_pending,
         ack_wait: Duration::from_secs(config.nats_ack_wait_secs),
+        dead_letter_stream: config.dead_letter_stream(),
+        dead_letter_subject: config.dead_letter_subject(),
     };
     let rabbit_config = RabbitConfig {
         url: config.amqp_url.clone(),
         queue: config.queue.clone(),
         prefetch: config.prefetch,
+        dead_letter: config.dead_letter_queue(),
     };
     let nats_client = if enabled.contains(&Route::Nats) {
-        Some(nats::connect(&nats_config).await.map_err(|e| anyhow!(e))?)
+        let client = nats::connect(&nats_config).await.map_err(|e| anyhow!(e))?;
+        check_nats_setup(&client, &nats_config, !config.no_consumers).await?;
+        Some(client)
     } else {
         None
     };
@@ -125,15 +142,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         if enabled.contains(&Route::Grpc) {
             let listener = bind(config.grpc_addr, "gRPC server", "--grpc-addr").await?;
             addrs.grpc = Some(listener.local_addr()?);
-            let (store, stats, stop) =
-                (Arc::clone(&store), Arc::clone(&stats), backend_stop.clone());
-            grpc_server = Some(tokio::spawn(grpc::serve(listener, store, stats, stop)));
+            let app = grpc::router(sink.clone(), backend_stop.clone()).await;
+            // Stopped after the entries, which call it; by then only direct clients remain.
+            let deadline = Duration::from_secs(1);
+            grpc_server = Some(tokio::spawn(serve(
+                listener,
+                app,
+                limits,
+                backend_stop.clone(),
+                deadline,
+            )));
         }
         if enabled.contains(&Route::Rabbitmq) {
             rabbitmq::spawn_consumer(
                 rabbit_config.clone(),
-                Arc::clone(&store),
-                Arc::clone(&stats),
+                sink.clone(),
                 backend_stop.clone(),
                 backend.clone(),
             );
@@ -142,8 +165,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             nats::spawn_consumer(
                 client.clone(),
                 nats_config.clone(),
-                Arc::clone(&store),
-                Arc::clone(&stats),
+                sink.clone(),
                 backend_stop.clone(),
                 backend.clone(),
             );
@@ -195,12 +217,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 permits: Arc::new(Semaphore::new(config.max_in_flight)),
                 max_in_flight: config.max_in_flight,
                 body_limit: config.body_limit,
+                body_read_timeout: config.body_read_timeout,
                 publish_timeout,
             });
-            let app = Router::new()
-                .route("/", post(entry::post_record).with_state(entry))
-                .merge(read_routes(Arc::clone(&read_state)));
-            servers.push(serve(listener, app, stop.clone()));
+            let app = entry_app(entry, Arc::clone(&read_state));
+            servers.push(spawn_server(listener, app, limits, &stop, &config));
         }
         let listener = bind(
             config.balancer_addr,
@@ -210,28 +231,40 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await?;
         addrs.balancer = Some(listener.local_addr()?);
         let balancer = Arc::new(front_door(&config, &addrs)?);
-        let app = Router::new()
-            .route("/", post(balancer::post_any))
-            .route("/{route}", post(balancer::post_route))
-            .with_state(balancer)
-            .layer(DefaultBodyLimit::max(config.body_limit * 2))
-            .merge(read_routes(read_state));
-        servers.push(serve(listener, app, stop.clone()));
+        let app = balancer_app(balancer, read_state);
+        servers.push(spawn_server(listener, app, limits, &stop, &config));
     }
     log_listening(&addrs, &config);
 
     let reports = config.reports.clone();
     let id = run_id.clone();
     let stopped = stop.clone();
+    let shutdown_timeout = config.shutdown_timeout;
     let done = tokio::spawn(async move {
         stopped.cancelled().await;
+        let deadline = Instant::now() + shutdown_timeout;
+        let mut cut = 0;
         for server in servers {
-            let _ = server.await;
+            cut += server.await.map_or(0, |s| s.cut);
         }
-        tracing::info!("HTTP stopped; draining consumers");
+        if cut > 0 {
+            tracing::warn!(
+                "HTTP stopped; {cut} connections still open at --shutdown-timeout were cut"
+            );
+        }
+        tracing::info!("HTTP stopped; stopping the gRPC server and draining consumers");
         backend_stop.cancel();
         backend.close();
-        backend.wait().await;
+        // The consumers finish what they hold (a store commit each); past the deadline, what
+        // they did not ack is redelivered to the next consumer, so nothing is lost.
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        if tokio::time::timeout(left, backend.wait()).await.is_err() {
+            tracing::warn!(
+                "consumers still busy at --shutdown-timeout; their unacked messages will be redelivered"
+            );
+        }
         if let Some(server) = grpc_server {
             let _ = server.await;
         }
@@ -252,29 +285,60 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
-/// The routes every listener serves besides its `POST`.
-fn read_routes(state: Arc<ReadState>) -> Router {
-    Router::new()
-        .route("/", get(read::latest))
-        .route("/stats", get(read::stats))
-        .route("/records", get(read::records))
-        .route("/metrics", get(read::metrics))
-        .route("/health", get(read::health))
-        .route("/ready", get(read::ready))
-        .with_state(state)
-}
-
-/// Serves `app` until `stop`, letting requests in progress finish.
-fn serve(
+/// Serves `app` until `stop`, letting requests in progress finish until --shutdown-timeout.
+fn spawn_server(
     listener: TcpListener,
     app: Router,
-    stop: CancellationToken,
-) -> JoinHandle<std::io::Result<()>> {
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-    })
+    limits: Limits,
+    stop: &CancellationToken,
+    config: &Config,
+) -> JoinHandle<Stopped> {
+    tokio::spawn(serve(
+        listener,
+        app,
+        limits,
+        stop.clone(),
+        config.shutdown_timeout,
+    ))
+}
+
+/// An existing stream or consumer that does not keep the NATS path's promise is refused at
+/// start-up. NATS being down is not an error: the path answers 503 until it is back, and
+/// checks again on reconnecting.
+async fn check_nats_setup(
+    client: &async_nats::Client,
+    config: &NatsConfig,
+    with_consumer: bool,
+) -> anyhow::Result<()> {
+    let connected = async {
+        while client.connection_state() != async_nats::connection::State::Connected {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(3), connected)
+        .await
+        .is_err()
+    {
+        tracing::warn!(url = %redact(&config.url), "NATS is not reachable yet; the NATS path answers 503 until it is");
+        return Ok(());
+    }
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        nats::check_setup(client, config, with_consumer),
+    )
+    .await
+    {
+        Ok(Err(mismatch @ SetupError::Mismatch { .. })) => Err(anyhow!(mismatch)),
+        Ok(Err(SetupError::Unreachable(why))) => {
+            tracing::warn!("JetStream set-up not checked yet: {}", redact(&why));
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!("JetStream did not answer within 10 s; set-up checked on reconnect");
+            Ok(())
+        }
+        Ok(Ok(())) => Ok(()),
+    }
 }
 
 /// The balancer's upstreams: `--upstream` pairs, else this process's own entries.
@@ -303,7 +367,14 @@ fn front_door(config: &Config, addrs: &Addrs) -> anyhow::Result<Balancer> {
         weighted.push((route, url, weight_of(route)?));
     }
     let timeout = Duration::from_millis(config.publish_timeout_ms) + Duration::from_secs(2);
-    Balancer::new(weighted, timeout).map_err(|e| anyhow!(e))
+    // Twice the entries' limit: an oversized body is the entry's to refuse, with its route.
+    Balancer::new(
+        weighted,
+        timeout,
+        config.body_limit * 2,
+        config.body_read_timeout,
+    )
+    .map_err(|e| anyhow!(e))
 }
 
 fn log_listening(addrs: &Addrs, config: &Config) {
@@ -318,8 +389,8 @@ fn log_listening(addrs: &Addrs, config: &Config) {
     }
     tracing::info!(
         store = %config.store.display(),
-        amqp = %rabbitmq::redact(&config.amqp_url),
-        nats = %config.nats_url,
+        amqp = %redact(&config.amqp_url),
+        nats = %redact(&config.nats_url),
         "store opened; broker connections are reported as they come up"
     );
 }

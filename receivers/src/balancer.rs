@@ -1,17 +1,25 @@
 //! The front door: `POST /` goes round-robin (weighted) over the paths' HTTP entries,
 //! `POST /<route>` to one. An entry that refuses connections or answers 503 is skipped for
-//! a cooldown, and the request tries the next: resending is safe, the store keys on the id.
+//! a cooldown, and the request tries the next: resending is safe, the store keys on the id,
+//! and a record sent without an Idempotency-Key is named here, before its first attempt, so
+//! every attempt carries the same id.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 
+use crate::entry::read_body;
 use crate::error::AppError;
+use crate::read::{ReadState, read_routes};
+use crate::record::generated_id;
+use crate::redact::redact;
 use crate::route::Route;
 
 /// One path's entry as the balancer sees it.
@@ -33,6 +41,18 @@ pub struct Balancer {
     client: reqwest::Client,
     cooldown: Duration,
     started: Instant,
+    /// The body is read here (to be resent), under the entries' limits.
+    body_limit: usize,
+    body_read_timeout: Duration,
+}
+
+/// The front door's router: `POST /`, `POST /<route>`, and the read endpoints.
+pub fn balancer_app(balancer: Arc<Balancer>, read: Arc<ReadState>) -> Router {
+    Router::new()
+        .route("/", post(post_any))
+        .route("/{route}", post(post_route))
+        .with_state(balancer)
+        .merge(read_routes(read))
 }
 
 impl Balancer {
@@ -40,6 +60,8 @@ impl Balancer {
     pub fn new(
         upstreams: Vec<(Route, String, u32)>,
         timeout: Duration,
+        body_limit: usize,
+        body_read_timeout: Duration,
     ) -> Result<Balancer, String> {
         let schedule = smooth_schedule(&upstreams.iter().map(|u| u.2).collect::<Vec<_>>());
         let client = reqwest::Client::builder()
@@ -63,6 +85,8 @@ impl Balancer {
             client,
             cooldown: Duration::from_secs(1),
             started: Instant::now(),
+            body_limit,
+            body_read_timeout,
         })
     }
 
@@ -97,39 +121,51 @@ impl Balancer {
         order
     }
 
-    async fn forward(&self, candidates: Vec<usize>, headers: &HeaderMap, body: Bytes) -> Response {
+    /// Reads the body, names the record, and tries `candidates` in turn until one answers
+    /// anything but 503.
+    async fn forward(&self, candidates: Vec<usize>, headers: &HeaderMap, body: Body) -> Response {
+        let body: Bytes = match read_body(body, self.body_limit, self.body_read_timeout).await {
+            Ok(body) => body,
+            Err(error) => return error.into_response(),
+        };
+        // Named once, here: a retry on another path must carry the same id, or a publish
+        // that timed out after the broker took it would be stored twice.
+        let key = match headers.get("idempotency-key") {
+            Some(key) => key.clone(),
+            None => {
+                HeaderValue::from_str(&generated_id()).expect("a generated id is a header value")
+            }
+        };
         let mut last_problem = String::from("every path is down (cooling off after failures)");
         for index in candidates {
             let upstream = &self.upstreams[index];
             let mut request = self
                 .client
                 .post(format!("{}/", upstream.url))
+                .header("idempotency-key", key.as_bytes())
                 .body(body.clone());
-            for name in [header::CONTENT_TYPE.as_str(), "idempotency-key"] {
-                if let Some(value) = headers.get(name) {
-                    request = request.header(name, value.as_bytes());
-                }
+            if let Some(value) = headers.get(header::CONTENT_TYPE) {
+                request = request.header(header::CONTENT_TYPE, value.as_bytes());
             }
             match request.send().await {
                 Ok(response) if response.status() != StatusCode::SERVICE_UNAVAILABLE => {
                     return relay(response).await;
                 }
                 Ok(_) => {
-                    last_problem = format!("the {} entry answered 503", upstream.route);
+                    last_problem = format!("the {} path answered 503", upstream.route);
                     self.mark_down(index);
                 }
                 Err(error) => {
-                    last_problem = format!(
-                        "the {} entry at {} failed: {error}",
-                        upstream.route, upstream.url
-                    );
+                    // The entry's address and the error stay in the log.
+                    tracing::warn!(route = %upstream.route, url = %redact(&upstream.url), "front door: the entry failed: {}", redact(&error.to_string()));
+                    last_problem = format!("the {} path did not answer", upstream.route);
                     self.mark_down(index);
                 }
             }
         }
         AppError::unavailable(
             "no_path_available",
-            format!("{last_problem}; resend with the same Idempotency-Key"),
+            format!("{last_problem}; resend with the same Idempotency-Key after Retry-After"),
         )
         .into_response()
     }
@@ -158,7 +194,7 @@ async fn relay(response: reqwest::Response) -> Response {
 pub async fn post_any(
     State(balancer): State<Arc<Balancer>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let candidates = balancer.candidates();
     balancer.forward(candidates, &headers, body).await
@@ -169,7 +205,7 @@ pub async fn post_route(
     State(balancer): State<Arc<Balancer>>,
     Path(route): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Some(route) = Route::from_name(&route) else {
         return AppError {
@@ -236,6 +272,8 @@ mod tests {
                 .iter()
                 .map(|r| (*r, format!("http://127.0.0.1:1/{r}"), 1))
                 .collect(),
+            Duration::from_secs(1),
+            1024,
             Duration::from_secs(1),
         )
         .unwrap();

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -67,7 +68,7 @@ pub struct Config {
     pub reports: PathBuf,
 
     /// Name of this run's report folder [default: receivers-<UTC time>-<random>]
-    #[arg(long, env = "RECEIVERS_RUN_ID")]
+    #[arg(long, env = "RECEIVERS_RUN_ID", value_parser = parse_run_id)]
     pub run_id: Option<String>,
 
     /// Upstream entry for the balancer, ROUTE=URL, repeatable [default: this process's entries]
@@ -81,6 +82,19 @@ pub struct Config {
     /// Durable RabbitMQ queue
     #[arg(long, env = "RABBITMQ_QUEUE", default_value = "records")]
     pub queue: String,
+
+    /// RabbitMQ dead-letter exchange and queue (one name) for messages that fail the checks
+    /// [default: <queue>.dead]
+    #[arg(long, env = "RABBITMQ_DEAD_LETTER")]
+    pub dead_letter_queue: Option<String>,
+
+    /// JetStream stream for NATS messages that fail the checks [default: <stream>_DEAD]
+    #[arg(long, env = "NATS_DEAD_LETTER_STREAM")]
+    pub dead_letter_stream: Option<String>,
+
+    /// Subject of that stream [default: <subject>.dead]
+    #[arg(long, env = "NATS_DEAD_LETTER_SUBJECT")]
+    pub dead_letter_subject: Option<String>,
 
     /// JetStream stream
     #[arg(long, env = "NATS_STREAM", default_value = "RECORDS")]
@@ -118,6 +132,27 @@ pub struct Config {
     #[arg(long, default_value_t = 5000)]
     pub publish_timeout_ms: u64,
 
+    /// Every listener: time a client has to send its request head (HTTP/1)
+    #[arg(long, value_name = "TIME", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Every listener: time a client has to send its whole body (408 after it)
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// Every listener: a connection with nothing read or written for this long is closed
+    #[arg(long, value_name = "TIME", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Every listener: connections open at once; more wait to be accepted
+    #[arg(long, value_name = "N", default_value_t = 2048)]
+    pub max_connections: usize,
+
+    /// How long shutdown lets open requests finish before it cuts them; the consumers then
+    /// stop, the store commits and the reports are written all the same
+    #[arg(long, value_name = "TIME", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// Run no consumers and no gRPC server (entries only)
     #[arg(long, conflicts_with = "no_entries")]
     pub no_consumers: bool,
@@ -131,6 +166,24 @@ impl Config {
     /// The defaults, for tests and embedding: as if run with no flags and no environment.
     pub fn defaults() -> Config {
         Config::parse_from(["receivers"])
+    }
+
+    pub fn dead_letter_queue(&self) -> String {
+        self.dead_letter_queue
+            .clone()
+            .unwrap_or_else(|| format!("{}.dead", self.queue))
+    }
+
+    pub fn dead_letter_stream(&self) -> String {
+        self.dead_letter_stream
+            .clone()
+            .unwrap_or_else(|| format!("{}_DEAD", self.stream))
+    }
+
+    pub fn dead_letter_subject(&self) -> String {
+        self.dead_letter_subject
+            .clone()
+            .unwrap_or_else(|| format!("{}.dead", self.subject))
     }
 
     pub fn grpc_url(&self) -> String {
@@ -158,6 +211,41 @@ impl Config {
     }
 }
 
+/// A run id names a folder under --reports: one plain name, never a path.
+pub fn parse_run_id(text: &str) -> Result<String, String> {
+    let plain = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if text.is_empty() || text.len() > 100 || !plain || text.starts_with('.') {
+        return Err(format!(
+            "'{text}' is not a folder name: use 1 to 100 letters, digits, '-', '_' or '.', not starting with '.' (no '/', no '..'), such as nightly-42"
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// `10s`, `500ms`, `2m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a time such as 10s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("'{text}': the unit must be ms, s or m, as in 10s")),
+    };
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(format!("'{text}' must be longer than 0"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +263,29 @@ mod tests {
     fn one_path_per_process() {
         let c = Config::parse_from(["receivers", "--paths", "nats"]);
         assert_eq!(c.paths, vec![Route::Nats]);
+    }
+
+    #[test]
+    fn run_ids_are_folder_names_not_paths() {
+        assert!(Config::try_parse_from(["receivers", "--run-id", "nightly-42"]).is_ok());
+        for bad in ["../x", "a/b", "..", ".hidden", "a\\b", ""] {
+            let error = Config::try_parse_from(["receivers", "--run-id", bad])
+                .expect_err(bad)
+                .to_string();
+            assert!(error.contains("--run-id"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn timeouts_take_units() {
+        let c = Config::parse_from(["receivers", "--shutdown-timeout", "500ms"]);
+        assert_eq!(c.shutdown_timeout, Duration::from_millis(500));
+        assert_eq!(Config::defaults().shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5h").is_err());
     }
 
     #[test]

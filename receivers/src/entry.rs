@@ -1,22 +1,26 @@
 //! A path's HTTP entry, `POST /`: checks the body, takes the id from Idempotency-Key, and
-//! answers 201 only once the path has durably accepted the record.
+//! answers 201 only once the path has durably accepted the record (409 when the id is stored
+//! with another body and the path can tell). `entry_app` builds its router, so every check
+//! runs in-process in tests.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
 use serde_json::json;
-use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
 use crate::error::AppError;
 use crate::paths::{PublishError, Publisher};
-use crate::record::{Record, generated_id, now_us, valid_id};
-use crate::stats::{Stage, Stats, StoreOutcome};
+use crate::read::{ReadState, read_routes};
+use crate::record::{self, Invalid, Record, generated_id, now_us};
+use crate::redact::redact;
+use crate::stats::{Stats, StoreOutcome};
 
 /// One path's entry: its publisher and the limits that keep overload from growing memory.
 pub struct Entry {
@@ -26,8 +30,17 @@ pub struct Entry {
     pub permits: Arc<Semaphore>,
     pub max_in_flight: usize,
     pub body_limit: usize,
+    /// A client must send its whole body within this, or gets 408.
+    pub body_read_timeout: Duration,
     /// How long to wait for the middleware's acknowledgement before answering 503.
     pub publish_timeout: Duration,
+}
+
+/// The entry's router: `POST /` plus the read endpoints.
+pub fn entry_app(entry: Arc<Entry>, read: Arc<ReadState>) -> Router {
+    Router::new()
+        .route("/", post(post_record).with_state(entry))
+        .merge(read_routes(read))
 }
 
 pub async fn post_record(State(entry): State<Arc<Entry>>, request: Request) -> Response {
@@ -42,9 +55,6 @@ pub async fn post_record(State(entry): State<Arc<Entry>>, request: Request) -> R
         }
         Err(error) => {
             entry.stats.rejected(route);
-            if error.status == StatusCode::SERVICE_UNAVAILABLE {
-                tracing::warn!(%route, code = error.code, "{}", error.message);
-            }
             AppError {
                 route: Some(route),
                 ..error
@@ -52,9 +62,11 @@ pub async fn post_record(State(entry): State<Arc<Entry>>, request: Request) -> R
             .into_response()
         }
     };
-    entry
-        .stats
-        .latency(route, Stage::Ingress, arrived.elapsed().as_micros() as u64);
+    entry.stats.latency(
+        route,
+        crate::stats::Stage::Ingress,
+        arrived.elapsed().as_micros() as u64,
+    );
     response
 }
 
@@ -65,27 +77,20 @@ async fn accept(
 ) -> Result<(String, bool), AppError> {
     let (parts, body) = request.into_parts();
     check_content_type(&parts.headers)?;
-    let payload = read_body(body, entry.body_limit).await?;
-    check_json_object(&payload)?;
+    let payload = read_body(body, entry.body_limit, entry.body_read_timeout).await?;
+    record::check_payload(&payload, entry.body_limit).map_err(invalid)?;
     let id = match parts.headers.get("idempotency-key") {
         None => generated_id(),
-        Some(value) => {
-            let id = value.to_str().unwrap_or_default();
-            if !valid_id(id) {
-                return Err(AppError::bad_request(
-                    "bad_idempotency_key",
-                    "Idempotency-Key must be 1 to 200 visible ASCII characters, such as run-u3-17",
-                ));
-            }
-            id.to_string()
-        }
+        Some(value) => record::check_id(Some(value.to_str().unwrap_or_default()))
+            .map_err(invalid)?
+            .to_string(),
     };
+    let route = entry.publisher.route();
     let Ok(_permit) = entry.permits.try_acquire() else {
         return Err(AppError::unavailable(
             "overloaded",
             format!(
-                "the {} path has {} requests in flight, its limit; resend after Retry-After",
-                entry.publisher.route(),
+                "the {route} path has {} requests in flight, its limit; resend after Retry-After",
                 entry.max_in_flight
             ),
         ));
@@ -97,37 +102,86 @@ async fn accept(
     };
     let outcome =
         tokio::time::timeout(entry.publish_timeout, entry.publisher.publish(&record)).await;
-    match outcome {
+    let error = match outcome {
         Ok(Ok(accepted)) => {
             if accepted.dropped_by_broker {
-                let route = entry.publisher.route();
                 entry
                     .stats
                     .store_outcome(route, StoreOutcome::Duplicate { redelivered: false });
             }
-            Ok((id, accepted.duplicate))
+            return Ok((id, accepted.duplicate));
         }
-        Ok(Err(error)) => Err(unavailable(&error)),
-        Err(_) => Err(unavailable(&PublishError::Timeout {
-            route: entry.publisher.route(),
+        Ok(Err(error)) => error,
+        Err(_) => PublishError::Timeout {
+            route,
             timeout_ms: entry.publish_timeout.as_millis() as u64,
-        })),
+        },
+    };
+    // The detail (broker URL, library error) goes to the log, redacted; never to the client.
+    tracing::warn!(%route, id = %id, "not accepted: {}", redact(&error.to_string()));
+    Err(client_error(&error))
+}
+
+/// What a client is told of a publish that failed: what happened and what to do, no internals.
+fn client_error(error: &PublishError) -> AppError {
+    let resend =
+        "the record was not accepted; resend it with the same Idempotency-Key after Retry-After";
+    match error {
+        PublishError::NotConnected { route, .. } => AppError::unavailable(
+            "middleware_unavailable",
+            format!("the {route} path cannot reach its middleware now; {resend}"),
+        ),
+        PublishError::Timeout { route, timeout_ms } => AppError::unavailable(
+            "middleware_timeout",
+            format!("the {route} path did not confirm within {timeout_ms} ms; {resend}"),
+        ),
+        PublishError::Refused { route, .. } => AppError::unavailable(
+            "middleware_refused",
+            format!("the {route} path's middleware refused the record; {resend}"),
+        ),
+        PublishError::Conflict { route } => AppError {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: format!(
+                "a record with this Idempotency-Key is stored already with another body (via {route}); the first body stays. Send a new record under a new key"
+            ),
+            route: None,
+        },
+        PublishError::Invalid { route, .. } => AppError::bad_request(
+            "refused_by_store",
+            format!(
+                "the {route} path's store side refused the record as invalid (its limits differ from this entry's); nothing was stored"
+            ),
+        ),
     }
 }
 
-fn unavailable(error: &PublishError) -> AppError {
-    let code = match error {
-        PublishError::NotConnected { .. } => "middleware_unavailable",
-        PublishError::Timeout { .. } => "middleware_timeout",
-        PublishError::Refused { .. } => "middleware_refused",
-    };
-    AppError::unavailable(
-        code,
-        format!("{error}; the record was not accepted, resend it with the same Idempotency-Key"),
-    )
+/// A record that fails the checks, as the client's 400 or 413.
+pub fn invalid(invalid: Invalid) -> AppError {
+    let code = invalid.code();
+    match invalid {
+        Invalid::TooLarge { limit } => AppError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code,
+            message: format!(
+                "the body is over the {limit}-byte limit; send one record per request"
+            ),
+            route: None,
+        },
+        Invalid::MissingId | Invalid::BadId => AppError::bad_request(
+            code,
+            "Idempotency-Key must be 1 to 200 visible ASCII characters, such as run-u3-17",
+        ),
+        Invalid::Empty => AppError::bad_request(code, "the body is empty; send one JSON object"),
+        Invalid::Malformed { .. } => AppError::bad_request(code, format!("{invalid}")),
+        Invalid::NotAnObject => AppError::bad_request(
+            code,
+            "the body is JSON but not an object; send one object such as {\"name\":\"Graeme\",\"msg\":\"protocol\"}",
+        ),
+    }
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
+pub fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -147,69 +201,42 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
     }
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, AppError> {
-    let too_large = || AppError {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        code: "payload_too_large",
-        message: format!("the body is over the {limit}-byte limit; send one record per request"),
-        route: None,
+/// Reads the whole body, at most `limit` bytes, within `timeout` (a client that stalls
+/// mid-body gets 408 instead of holding the connection and the shutdown).
+pub async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<bytes::Bytes, AppError> {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await;
+    let Ok(read) = read else {
+        return Err(AppError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            code: "body_timeout",
+            message: format!(
+                "the body did not arrive within {} ms; send the whole request at once",
+                timeout.as_millis()
+            ),
+            route: None,
+        });
     };
-    axum::body::to_bytes(body, limit).await.map_err(|error| {
+    read.map_err(|error| {
         let over_limit = std::error::Error::source(&error)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if over_limit {
-            too_large()
+            invalid(Invalid::TooLarge { limit })
         } else {
             AppError::bad_request(
                 "unreadable_body",
-                format!("the body could not be read: {error}"),
+                "the body could not be read (the connection broke or the framing was wrong); send it again",
             )
         }
     })
 }
 
-fn check_json_object(payload: &[u8]) -> Result<(), AppError> {
-    if payload.iter().all(u8::is_ascii_whitespace) {
-        return Err(AppError::bad_request(
-            "empty_body",
-            "the body is empty; send one JSON object",
-        ));
-    }
-    let raw: &RawValue = serde_json::from_slice(payload).map_err(|e| {
-        AppError::bad_request(
-            "malformed_json",
-            format!(
-                "the body is not valid JSON (line {}, column {}): {e}",
-                e.line(),
-                e.column()
-            ),
-        )
-    })?;
-    if raw.get().starts_with('{') {
-        Ok(())
-    } else {
-        Err(AppError::bad_request(
-            "not_an_object",
-            "the body is JSON but not an object; send one object such as {\"name\":\"Graeme\",\"msg\":\"protocol\"}",
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_json_objects_pass() {
-        assert!(check_json_object(br#"{"a":1}"#).is_ok());
-        assert!(check_json_object(b"  {}  ").is_ok());
-        assert_eq!(check_json_object(b"").unwrap_err().code, "empty_body");
-        assert_eq!(check_json_object(b"[1]").unwrap_err().code, "not_an_object");
-        assert_eq!(
-            check_json_object(b"{\"a\":").unwrap_err().code,
-            "malformed_json"
-        );
-    }
 
     #[test]
     fn content_type_must_be_json() {
@@ -224,6 +251,36 @@ mod tests {
         assert_eq!(
             check_content_type(&headers).unwrap_err().status,
             StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+    }
+
+    #[test]
+    fn client_errors_carry_no_internal_detail() {
+        let secret = "nats://app:s3cret@127.0.0.1:4999 /var/lib/x.db SELECT";
+        for error in [
+            PublishError::NotConnected {
+                route: crate::Route::Nats,
+                why: secret.into(),
+            },
+            PublishError::Refused {
+                route: crate::Route::Nats,
+                why: secret.into(),
+            },
+            PublishError::Invalid {
+                route: crate::Route::Grpc,
+                why: secret.into(),
+            },
+        ] {
+            let answer = client_error(&error);
+            assert!(!answer.message.contains("s3cret"), "{}", answer.message);
+            assert!(!answer.message.contains("x.db"), "{}", answer.message);
+        }
+        assert_eq!(
+            client_error(&PublishError::Conflict {
+                route: crate::Route::Grpc
+            })
+            .status,
+            StatusCode::CONFLICT
         );
     }
 }

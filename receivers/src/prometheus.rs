@@ -16,6 +16,9 @@ pub fn render(snapshot: &StatsSnapshot) -> String {
             ("rejected", stats.rejected),
             ("stored", stats.stored),
             ("duplicate", stats.duplicates),
+            ("conflict", stats.conflicts),
+            ("dead_lettered", stats.dead_lettered),
+            ("store_failure", stats.store_failures),
         ] {
             let _ = writeln!(
                 out,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::route::Route;
-use crate::store::Inserted;
+use crate::store::{InsertOutcome, Inserted};
 
 /// Where a latency was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -45,13 +45,27 @@ struct Counters {
     /// Duplicates that came from a broker redelivering, not from a client resending: they
     /// must not count against in-flight, which tracks accepted sends.
     redelivered_duplicates: AtomicU64,
+    conflicts: AtomicU64,
+    /// Conflicts the client was told of (409): that send was never accepted, so it does not
+    /// settle an accepted one.
+    answered_conflicts: AtomicU64,
+    dead_lettered: AtomicU64,
+    store_failures: AtomicU64,
 }
 
-/// What happened to one record at the store.
+/// What happened to one record at the store side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreOutcome {
     Stored,
-    Duplicate { redelivered: bool },
+    Duplicate {
+        redelivered: bool,
+    },
+    /// The id is stored with another body; `answered` when the client got 409 for it.
+    Conflict {
+        answered: bool,
+    },
+    /// Failed the record checks: sent where a person can inspect it, never stored.
+    DeadLettered,
 }
 
 type Sample = (Route, Stage, u64);
@@ -118,6 +132,13 @@ impl Stats {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A received record the store did not commit (it will be redelivered).
+    pub fn store_failed(&self, route: Route) {
+        self.counters[route.index()]
+            .store_failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn store_outcome(&self, route: Route, outcome: StoreOutcome) {
         let c = &self.counters[route.index()];
         match outcome {
@@ -128,20 +149,38 @@ impl Stats {
                 }
                 c.duplicates.fetch_add(1, Ordering::Relaxed)
             }
+            StoreOutcome::Conflict { answered } => {
+                if answered {
+                    c.answered_conflicts.fetch_add(1, Ordering::Relaxed);
+                }
+                c.conflicts.fetch_add(1, Ordering::Relaxed)
+            }
+            StoreOutcome::DeadLettered => c.dead_lettered.fetch_add(1, Ordering::Relaxed),
         };
     }
 
-    /// Books one store insert: stored or duplicate and, for a first store, the end-to-end
-    /// latency from the entry's acceptance to the commit.
-    pub fn stored(&self, route: Route, inserted: Inserted, accepted_at_us: i64, redelivered: bool) {
-        if inserted.new {
-            // The sample goes first: a snapshot that counts this record then holds its latency.
-            let e2e = (inserted.stored_at_us - accepted_at_us).max(0) as u64;
-            self.latency(route, Stage::E2e, e2e);
-            self.store_outcome(route, StoreOutcome::Stored);
-        } else {
-            self.store_outcome(route, StoreOutcome::Duplicate { redelivered });
-        }
+    /// Books one store insert: stored, duplicate or conflict and, for a first store, the
+    /// end-to-end latency from the entry's acceptance to the commit. `answered`: the client
+    /// is told of a conflict (gRPC answers while it can).
+    pub fn stored(
+        &self,
+        route: Route,
+        inserted: Inserted,
+        accepted_at_us: i64,
+        redelivered: bool,
+        answered: bool,
+    ) {
+        let outcome = match inserted.outcome {
+            InsertOutcome::New => {
+                // The sample goes first: a snapshot that counts this record then holds its latency.
+                let e2e = (inserted.stored_at_us - accepted_at_us).max(0) as u64;
+                self.latency(route, Stage::E2e, e2e);
+                StoreOutcome::Stored
+            }
+            InsertOutcome::Duplicate => StoreOutcome::Duplicate { redelivered },
+            InsertOutcome::Conflict => StoreOutcome::Conflict { answered },
+        };
+        self.store_outcome(route, outcome);
     }
 
     /// Every counter and histogram as `/stats` serves it.
@@ -156,9 +195,14 @@ impl Stats {
             .map(|route| {
                 let c = &self.counters[route.index()];
                 let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-                let (accepted, stored, duplicates) =
-                    (load(&c.accepted), load(&c.stored), load(&c.duplicates));
-                let settled = stored + duplicates - load(&c.redelivered_duplicates);
+                let (accepted, stored, duplicates, conflicts) = (
+                    load(&c.accepted),
+                    load(&c.stored),
+                    load(&c.duplicates),
+                    load(&c.conflicts),
+                );
+                let settled = (stored + duplicates + conflicts)
+                    .saturating_sub(load(&c.redelivered_duplicates) + load(&c.answered_conflicts));
                 let latency = Stage::ALL
                     .into_iter()
                     .map(|stage| {
@@ -174,6 +218,9 @@ impl Stats {
                     accepted,
                     stored,
                     duplicates,
+                    conflicts,
+                    dead_lettered: load(&c.dead_lettered),
+                    store_failures: load(&c.store_failures),
                     rejected: load(&c.rejected),
                     in_flight: accepted.saturating_sub(settled),
                     latency,
@@ -182,7 +229,7 @@ impl Stats {
             })
             .collect();
         StatsSnapshot {
-            schema_version: 1,
+            schema_version: SCHEMA_VERSION,
             instance_id: self.instance_id.clone(),
             started_at: self.started_at.to_rfc3339(),
             uptime_secs: (chrono::Utc::now() - self.started_at).num_milliseconds() as f64 / 1000.0,
@@ -190,6 +237,9 @@ impl Stats {
         }
     }
 }
+
+/// Version 2 added `conflicts`, `dead_lettered` and `store_failures`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `GET /stats` (schema: `receivers/schema/stats.schema.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -208,8 +258,15 @@ pub struct RouteStats {
     pub accepted: u64,
     /// Records committed to the store for the first time.
     pub stored: u64,
-    /// Inserts of an id already stored (a resend, or a broker redelivery).
+    /// Inserts of an id already stored with the same body (a resend, or a redelivery).
     pub duplicates: u64,
+    /// Inserts of an id already stored with another body: refused, the first body stays.
+    pub conflicts: u64,
+    /// Records that failed the checks past the entry (foreign publishers, direct gRPC
+    /// calls): sent to the dead-letter queue or stream, or refused, and never stored.
+    pub dead_lettered: u64,
+    /// Received records the store failed to commit (each is redelivered after a backoff).
+    pub store_failures: u64,
     /// Non-2xx answers at the entry.
     pub rejected: u64,
     /// Accepted but not yet stored.
@@ -271,6 +328,8 @@ mod tests {
         }
         stats.store_outcome(Route::Nats, StoreOutcome::Stored);
         stats.store_outcome(Route::Nats, StoreOutcome::Duplicate { redelivered: true });
+        stats.store_outcome(Route::Nats, StoreOutcome::DeadLettered);
+        stats.store_outcome(Route::Grpc, StoreOutcome::Conflict { answered: true });
         stats.rejected(Route::Grpc);
         for micros in 1..=1000 {
             stats.latency(Route::Nats, Stage::E2e, micros * 10);
@@ -284,6 +343,9 @@ mod tests {
         );
         assert!(nats.enabled && !snapshot.routes[&Route::Grpc].enabled);
         assert_eq!(snapshot.routes[&Route::Grpc].rejected, 1);
+        assert_eq!(nats.dead_lettered, 1);
+        let grpc = &snapshot.routes[&Route::Grpc];
+        assert_eq!((grpc.conflicts, grpc.in_flight), (1, 0));
         let e2e = &nats.latency[&Stage::E2e];
         assert_eq!(e2e.count, 1000);
         assert!((4.9..=5.1).contains(&e2e.p50_ms), "p50 {}", e2e.p50_ms);

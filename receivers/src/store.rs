@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
@@ -12,16 +12,32 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::record::{Record, now_us};
+use crate::record::{Record, digest, now_us};
 use crate::route::Route;
+
+/// What an insert did to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// The id was new: the record is stored.
+    New,
+    /// The id was stored already with the same body (a resend or a redelivery): nothing changed.
+    Duplicate,
+    /// The id was stored already with another body: the first body stays, this one is refused.
+    Conflict,
+}
 
 /// The outcome of an insert once it is committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inserted {
-    /// False when the id was already stored: the insert changed nothing.
-    pub new: bool,
+    pub outcome: InsertOutcome,
     /// When the commit finished, microseconds since the epoch.
     pub stored_at_us: i64,
+}
+
+impl Inserted {
+    pub fn is_new(&self) -> bool {
+        self.outcome == InsertOutcome::New
+    }
 }
 
 /// A stored record's id, its route and how many duplicate inserts it absorbed.
@@ -63,6 +79,9 @@ pub trait Store: Send + Sync + 'static {
     fn counts(&self) -> BoxFuture<'_, Result<BTreeMap<Route, u64>, StoreError>>;
     /// Every stored record whose id starts with `prefix` (a loadgen run id).
     fn with_prefix(&self, prefix: String) -> BoxFuture<'_, Result<Vec<LedgerRow>, StoreError>>;
+    /// Whether the last commit failed (disk full, read-only file): `/ready` reports it, and
+    /// the consumers back off instead of redelivering in a hot loop.
+    fn writes_failing(&self) -> bool;
     /// Stops taking inserts and blocks until every accepted one is committed.
     fn close(&self);
 }
@@ -78,6 +97,8 @@ pub struct SqliteStore {
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set by the writer thread when a commit fails, cleared when one succeeds.
+    failing: Arc<AtomicBool>,
 }
 
 /// Read connections: enough that `GET /` under load does not queue behind one.
@@ -123,6 +144,17 @@ impl SqliteStore {
                 )
                 .map_err(sqlite)?;
         }
+        // SHA-256 of the first body, to tell a resend from a reused key with another body.
+        // Rows from before the column have NULL and are compared by their payload.
+        let has_digest: bool = writer
+            .prepare("SELECT 1 FROM pragma_table_info('records') WHERE name = 'digest'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(sqlite)?;
+        if !has_digest {
+            writer
+                .execute_batch("ALTER TABLE records ADD COLUMN digest BLOB")
+                .map_err(sqlite)?;
+        }
         // Stored counts per route, kept in the insert transactions so `GET /` reads three
         // rows instead of scanning every record; seeded once for a store that predates it.
         writer
@@ -143,9 +175,11 @@ impl SqliteStore {
         }
         let (writes, queue) = mpsc::unbounded_channel();
         let thread_path = path.to_path_buf();
+        let failing = Arc::new(AtomicBool::new(false));
+        let thread_failing = Arc::clone(&failing);
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || write_loop(writer, queue, thread_path))
+            .spawn(move || write_loop(writer, queue, thread_path, &thread_failing))
             .expect("spawn the store writer thread");
         Ok(SqliteStore {
             path: path.to_path_buf(),
@@ -153,6 +187,7 @@ impl SqliteStore {
             readers,
             next_reader: AtomicUsize::new(0),
             writer: Mutex::new(Some(handle)),
+            failing,
         })
     }
 
@@ -185,6 +220,7 @@ fn write_loop(
     mut connection: Connection,
     mut queue: mpsc::UnboundedReceiver<Pending>,
     path: PathBuf,
+    failing: &AtomicBool,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
@@ -196,6 +232,16 @@ fn write_loop(
             }
         }
         let outcome = commit(&mut connection, &batch);
+        let failed = outcome.first().is_some_and(Result::is_err);
+        if failed != failing.swap(failed, Ordering::Relaxed) {
+            match outcome.first() {
+                Some(Err(error)) => tracing::error!(
+                    store = %path.display(),
+                    "store writes are failing: {error}; consumers back off until a commit succeeds"
+                ),
+                _ => tracing::info!(store = %path.display(), "store writes succeed again"),
+            }
+        }
         for ((_, _, reply), result) in batch.drain(..).zip(outcome) {
             let _ = reply.send(result.map_err(|source| StoreError::Sqlite {
                 path: path.clone(),
@@ -207,30 +253,46 @@ fn write_loop(
 
 /// One transaction for the whole batch; every insert gets the commit's outcome.
 fn commit(connection: &mut Connection, batch: &[Pending]) -> Vec<rusqlite::Result<Inserted>> {
-    let mut attempt = || -> rusqlite::Result<Vec<bool>> {
+    let mut attempt = || -> rusqlite::Result<Vec<InsertOutcome>> {
         let tx = connection.transaction()?;
         let stored_at = now_us();
-        let mut fresh = Vec::with_capacity(batch.len());
+        let mut outcomes = Vec::with_capacity(batch.len());
         {
             let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO records (id, route, payload, accepted_at, stored_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO records (id, route, payload, accepted_at, stored_at, digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
+            let mut first_body =
+                tx.prepare_cached("SELECT digest, payload FROM records WHERE id = ?1")?;
             let mut count_duplicate =
                 tx.prepare_cached("UPDATE records SET duplicates = duplicates + 1 WHERE id = ?1")?;
             for (route, record, _) in batch {
                 let payload = String::from_utf8_lossy(&record.payload);
+                let digest = digest(&record.payload);
                 let changed = insert.execute(params![
                     record.id,
                     route.name(),
                     payload,
                     record.accepted_at_us,
-                    stored_at
+                    stored_at,
+                    &digest[..]
                 ])?;
-                if changed == 0 {
-                    count_duplicate.execute([&record.id])?;
+                if changed == 1 {
+                    outcomes.push(InsertOutcome::New);
+                    continue;
                 }
-                fresh.push(changed == 1);
+                let (stored_digest, stored_payload): (Option<Vec<u8>>, String) =
+                    first_body.query_row([&record.id], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let same = match stored_digest {
+                    Some(stored) => stored == digest,
+                    None => stored_payload == payload,
+                };
+                if same {
+                    count_duplicate.execute([&record.id])?;
+                    outcomes.push(InsertOutcome::Duplicate);
+                } else {
+                    outcomes.push(InsertOutcome::Conflict);
+                }
             }
             let mut count_stored = tx.prepare_cached(
                 "INSERT INTO route_counts (route, n) VALUES (?1, ?2)
@@ -239,8 +301,8 @@ fn commit(connection: &mut Connection, batch: &[Pending]) -> Vec<rusqlite::Resul
             for route in Route::ALL {
                 let stored = batch
                     .iter()
-                    .zip(&fresh)
-                    .filter(|((r, _, _), new)| *r == route && **new)
+                    .zip(&outcomes)
+                    .filter(|((r, _, _), outcome)| *r == route && **outcome == InsertOutcome::New)
                     .count();
                 if stored > 0 {
                     count_stored.execute(params![route.name(), stored as i64])?;
@@ -248,14 +310,19 @@ fn commit(connection: &mut Connection, batch: &[Pending]) -> Vec<rusqlite::Resul
             }
         }
         tx.commit()?;
-        Ok(fresh)
+        Ok(outcomes)
     };
     match attempt() {
-        Ok(fresh) => {
+        Ok(outcomes) => {
             let stored_at_us = now_us();
-            fresh
+            outcomes
                 .into_iter()
-                .map(|new| Ok(Inserted { new, stored_at_us }))
+                .map(|outcome| {
+                    Ok(Inserted {
+                        outcome,
+                        stored_at_us,
+                    })
+                })
                 .collect()
         }
         Err(error) => batch.iter().map(|_| Err(clone_error(&error))).collect(),
@@ -270,6 +337,10 @@ fn clone_error(error: &rusqlite::Error) -> rusqlite::Error {
 impl Store for SqliteStore {
     fn close(&self) {
         self.close_writer();
+    }
+
+    fn writes_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
     }
 
     fn insert(&self, route: Route, record: Record) -> BoxFuture<'_, Result<Inserted, StoreError>> {
@@ -376,7 +447,7 @@ mod tests {
             .insert(Route::Grpc, record("run2-u0-0"))
             .await
             .unwrap();
-        assert!(first.new && !again.new);
+        assert!(first.is_new() && again.outcome == InsertOutcome::Duplicate);
         let rows = store.with_prefix("run1-".into()).await.unwrap();
         assert_eq!(
             rows,
@@ -434,12 +505,59 @@ mod tests {
         let store = SqliteStore::open(&path).unwrap();
         let counts = store.counts().await.unwrap();
         assert_eq!((counts[&Route::Nats], counts[&Route::Grpc]), (2, 1));
-        let again = store.insert(Route::Nats, record("a")).await.unwrap();
-        assert!(!again.new, "old rows still key duplicates");
+        let again = store
+            .insert(
+                Route::Nats,
+                Record {
+                    payload: bytes::Bytes::from_static(b"{}"),
+                    ..record("a")
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            again.outcome,
+            InsertOutcome::Duplicate,
+            "old rows still key duplicates, compared by their payload"
+        );
+        let other = store.insert(Route::Nats, record("b")).await.unwrap();
+        assert_eq!(other.outcome, InsertOutcome::Conflict);
         assert_eq!(
             store.with_prefix("a".into()).await.unwrap()[0].duplicates,
             1
         );
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn a_reused_id_with_another_body_is_a_conflict_and_the_first_body_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let first = store.insert(Route::Grpc, record("k")).await.unwrap();
+        let other = Record {
+            payload: bytes::Bytes::from_static(b"{\"a\":2}"),
+            ..record("k")
+        };
+        let conflict = store.insert(Route::Grpc, other).await.unwrap();
+        let same = store.insert(Route::Grpc, record("k")).await.unwrap();
+        assert_eq!(
+            (first.outcome, conflict.outcome, same.outcome),
+            (
+                InsertOutcome::New,
+                InsertOutcome::Conflict,
+                InsertOutcome::Duplicate
+            )
+        );
+        let rows = store.latest(10).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].payload, serde_json::json!({"a": 1}));
+        assert_eq!(
+            store.with_prefix("k".into()).await.unwrap()[0].duplicates,
+            1,
+            "a conflict is not a duplicate"
+        );
+        assert_eq!(store.counts().await.unwrap()[&Route::Grpc], 1);
+        assert!(!store.writes_failing());
         store.close();
     }
 }

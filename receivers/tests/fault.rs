@@ -1,7 +1,10 @@
 //! Fault test: while a bounded stream of records is posted, restart RabbitMQ, then NATS, then
-//! kill the consumers (a real SIGKILL of their process) and start them again. Afterwards every
-//! record that got a 2xx is stored exactly once, and every one that did not is resent until
-//! it is, and then stored too.
+//! kill the consumers (a real SIGKILL of their process) and start them again. After each
+//! fault, a record sent straight to that path's entry (not through the front door, which
+//! would route around a path that never recovers) gets 201 within a deadline and is stored
+//! by that path: so each path's publisher and consumer reconnect. Afterwards every record
+//! that got a 2xx is stored exactly once, and every one that did not is resent until it is,
+//! and then stored too.
 //!
 //! It is the only test in this file: cargo runs test binaries one at a time, so restarting the
 //! shared brokers here cannot disturb another test.
@@ -61,8 +64,8 @@ fn start_consumers(
         .arg(dir.join("store.db"))
         .arg("--reports")
         .arg(dir.join("reports"))
-        .env("AMQP_URL", receivers::testing::AMQP_URL)
-        .env("NATS_URL", receivers::testing::NATS_URL)
+        .env("AMQP_URL", testkit::AMQP_URL)
+        .env("NATS_URL", testkit::NATS_URL)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -87,6 +90,38 @@ async fn wait_for_port(port: u16) {
         || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
     )
     .await;
+}
+
+/// After a fault: a record sent straight to `route`'s entry is accepted within 60 s, and
+/// that path's consumer stores it within 60 s more. Returns its id.
+async fn path_recovers(
+    http: &reqwest::Client,
+    running: &receivers::Running,
+    route: receivers::Route,
+    n: usize,
+    store: &std::path::Path,
+) -> String {
+    let id = format!("fault-{n}");
+    let entry = format!("http://{}/", running.addrs.entry(route).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !post(http, &entry, &id).await {
+        assert!(
+            Instant::now() < deadline,
+            "the {route} entry did not accept a record within 60 s of the fault: its publisher never reconnected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eventually(
+        Duration::from_secs(60),
+        &format!("{id} stored by the {route} path: its consumer never reconnected"),
+        || {
+            stored_rows(store)
+                .iter()
+                .any(|(stored, by, _)| *stored == id && by == route.name())
+        },
+    )
+    .await;
+    id
 }
 
 #[derive(Default)]
@@ -182,15 +217,25 @@ async fn broker_and_consumer_restarts_lose_nothing_and_store_each_record_once() 
         }
     };
 
+    // Ids for the recovery probes, past the stream's bound so they never collide with it.
+    let store = dir.path().join("store.db");
+    let mut probe = MAX_RECORDS;
+    let mut probes = BTreeSet::new();
+    let mut recovers = async |route| {
+        probe += 1;
+        path_recovers(&http, &running, route, probe, &store).await
+    };
     progress(100).await;
     tokio::task::spawn_blocking(|| brokers("restart-rabbitmq"))
         .await
         .unwrap();
+    probes.insert(recovers(receivers::Route::Rabbitmq).await);
     let after_rabbit = accepted_so_far.load(Ordering::Relaxed);
     progress(after_rabbit + 100).await;
     tokio::task::spawn_blocking(|| brokers("restart-nats"))
         .await
         .unwrap();
+    probes.insert(recovers(receivers::Route::Nats).await);
     let after_nats = accepted_so_far.load(Ordering::Relaxed);
     progress(after_nats + 100).await;
     consumers.0.kill().expect("SIGKILL the consumers");
@@ -199,6 +244,9 @@ async fn broker_and_consumer_restarts_lose_nothing_and_store_each_record_once() 
     tokio::time::sleep(Duration::from_millis(500)).await; // posts meanwhile pile up in the brokers
     let consumers = start_consumers(&names, dir.path(), grpc_port, 2);
     wait_for_port(grpc_port).await;
+    for route in receivers::Route::ALL {
+        probes.insert(recovers(route).await);
+    }
     progress(after_kill + 100).await;
     stop.store(true, Ordering::Relaxed);
 
@@ -232,8 +280,8 @@ async fn broker_and_consumer_restarts_lose_nothing_and_store_each_record_once() 
     }
 
     // Everything accepted ends up in the store, each id once, nothing else.
-    let expected: BTreeSet<String> = outcomes.accepted.union(&resent).cloned().collect();
-    let store = dir.path().join("store.db");
+    let mut expected: BTreeSet<String> = outcomes.accepted.union(&resent).cloned().collect();
+    expected.extend(probes);
     eventually(
         Duration::from_secs(60),
         "every accepted record stored",

@@ -1,28 +1,32 @@
 //! The gRPC path: the entry calls `Ingest/Store` (tonic, with a deadline) and the server
 //! answers only after the store commit, so the call's success is the durable acceptance.
+//! The server applies the entry's checks (INVALID_ARGUMENT), answers a reused id with
+//! another body with ALREADY_EXISTS, and serves `grpc.health.v1` so `/ready` can see it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use futures::future::BoxFuture;
 use proto::ingest::ingest_client::IngestClient;
 use proto::ingest::ingest_server::{Ingest, IngestServer};
 use proto::ingest::{StoreReply, StoreRequest};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
+use tonic_health::ServingStatus;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
 
-use super::{Accepted, PublishError, Publisher};
+use super::{Accepted, Disposition, PublishError, Publisher, Received, Sink};
 use crate::record::{Record, now_us};
 use crate::route::Route;
-use crate::stats::{Stage, Stats};
-use crate::store::Store;
+use crate::stats::Stage;
+use crate::store::InsertOutcome;
 
 /// The entry's side: a lazily connected HTTP/2 channel, shared by every request.
 pub struct GrpcPublisher {
     client: IngestClient<Channel>,
+    health: HealthClient<Channel>,
     deadline: Duration,
 }
 
@@ -34,8 +38,10 @@ impl GrpcPublisher {
             .map_err(|e| format!("gRPC server URL '{url}': {e}"))?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
         Ok(GrpcPublisher {
-            client: IngestClient::new(endpoint.connect_lazy()),
+            client: IngestClient::new(channel.clone()),
+            health: HealthClient::new(channel),
             deadline,
         })
     }
@@ -57,41 +63,56 @@ impl Publisher for GrpcPublisher {
             // The deadline travels with the call, so the server gives up too.
             request.set_timeout(self.deadline);
             let mut client = self.client.clone();
-            match client.store(request).await {
-                Ok(reply) => Ok(Accepted {
-                    duplicate: reply.into_inner().duplicate,
-                    dropped_by_broker: false,
-                }),
-                Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
-                    Err(PublishError::Timeout {
-                        route: Route::Grpc,
-                        timeout_ms: self.deadline.as_millis() as u64,
-                    })
+            let status = match client.store(request).await {
+                Ok(reply) => {
+                    return Ok(Accepted {
+                        duplicate: reply.into_inner().duplicate,
+                        dropped_by_broker: false,
+                    });
                 }
-                Err(status) if status.code() == tonic::Code::Unavailable => {
-                    Err(PublishError::NotConnected {
-                        route: Route::Grpc,
-                        why: status.message().to_string(),
-                    })
-                }
-                Err(status) => Err(PublishError::Refused {
-                    route: Route::Grpc,
-                    why: format!("{:?}: {}", status.code(), status.message()),
-                }),
-            }
+                Err(status) => status,
+            };
+            let route = Route::Grpc;
+            Err(match status.code() {
+                tonic::Code::DeadlineExceeded => PublishError::Timeout {
+                    route,
+                    timeout_ms: self.deadline.as_millis() as u64,
+                },
+                tonic::Code::Unavailable => PublishError::NotConnected {
+                    route,
+                    why: status.message().to_string(),
+                },
+                tonic::Code::AlreadyExists => PublishError::Conflict { route },
+                tonic::Code::InvalidArgument => PublishError::Invalid {
+                    route,
+                    why: status.message().to_string(),
+                },
+                code => PublishError::Refused {
+                    route,
+                    why: format!("{code:?}: {}", status.message()),
+                },
+            })
         })
     }
 
-    fn ready(&self) -> bool {
-        // The channel reconnects on demand; readiness is the server's, checked by /ready.
-        true
+    /// Asks the server's `grpc.health.v1` service, so a dead server (or one whose store
+    /// cannot write) shows on `/ready`, not only as 503s.
+    fn ready(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            let mut request = Request::new(HealthCheckRequest {
+                service: String::new(),
+            });
+            request.set_timeout(Duration::from_secs(1));
+            let mut health = self.health.clone();
+            let answer = tokio::time::timeout(Duration::from_secs(2), health.check(request)).await;
+            matches!(answer, Ok(Ok(reply)) if reply.get_ref().status == ServingStatus::Serving as i32)
+        })
     }
 }
 
-/// The store side: commits each record, then replies.
+/// The store side: checks each record, commits it, then replies.
 pub struct IngestService {
-    store: Arc<dyn Store>,
-    stats: Arc<Stats>,
+    sink: Sink,
 }
 
 #[tonic::async_trait]
@@ -99,40 +120,69 @@ impl Ingest for IngestService {
     async fn store(&self, request: Request<StoreRequest>) -> Result<Response<StoreReply>, Status> {
         let received_at = now_us();
         let call = request.into_inner();
-        self.stats.latency(
+        self.sink.stats.latency(
             Route::Grpc,
             Stage::Hop,
             (received_at - call.sent_at_us).max(0) as u64,
         );
-        let record = Record {
-            id: call.id,
+        let received = Received {
+            id: Some(call.id),
             payload: call.payload.into_bytes().into(),
-            accepted_at_us: call.accepted_at_us,
+            accepted_at_us: (call.accepted_at_us > 0).then_some(call.accepted_at_us),
+            redelivered: false,
         };
-        let accepted_at = record.accepted_at_us;
-        let inserted = self.store.insert(Route::Grpc, record).await.map_err(|e| {
-            Status::unavailable(format!("the store did not commit the record: {e}"))
-        })?;
-        self.stats.stored(Route::Grpc, inserted, accepted_at, false);
-        Ok(Response::new(StoreReply {
-            duplicate: !inserted.new,
-        }))
+        match self.sink.receive(Route::Grpc, received, true).await {
+            Disposition::Settled(inserted) => match inserted.outcome {
+                InsertOutcome::Conflict => Err(Status::already_exists(
+                    "a record with this id is stored already with another body; send it under a new id",
+                )),
+                outcome => Ok(Response::new(StoreReply {
+                    duplicate: outcome == InsertOutcome::Duplicate,
+                })),
+            },
+            Disposition::Invalid(invalid) => {
+                self.sink.dead_lettered(Route::Grpc);
+                Err(Status::invalid_argument(format!(
+                    "{} ({}); nothing was stored",
+                    invalid,
+                    invalid.code()
+                )))
+            }
+            // The detail (store path, SQL error) stays in the log.
+            Disposition::StoreFailed(_) => Err(Status::unavailable(
+                "the store did not commit the record; retry later with the same id",
+            )),
+        }
     }
 }
 
-/// Serves `Ingest` on `listener` until `shutdown`; in-flight calls finish first.
-pub async fn serve(
-    listener: TcpListener,
-    store: Arc<dyn Store>,
-    stats: Arc<Stats>,
-    shutdown: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
-    let service = IngestServer::new(IngestService { store, stats });
-    tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown.cancelled_owned(),
-        )
-        .await
+/// The gRPC server as a router, served like every other listener (`http::serve`), so it has
+/// the same timeouts, connection cap and shutdown deadline. Its health service reports
+/// NOT_SERVING while the store's writes fail, until `shutdown`.
+pub async fn router(sink: Sink, shutdown: CancellationToken) -> Router {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let store = sink.store.clone();
+    tokio::spawn(async move {
+        let mut serving = true;
+        while !shutdown.is_cancelled() {
+            let ok = !store.writes_failing();
+            if ok != serving {
+                let status = if ok {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                reporter.set_service_status("", status).await;
+                serving = ok;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    });
+    tonic::service::Routes::new(IngestServer::new(IngestService { sink }))
+        .add_service(health)
+        .prepare()
+        .into_axum_router()
 }

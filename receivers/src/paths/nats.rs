@@ -1,22 +1,26 @@
-//! The NATS path: the entry publishes to a file-storage JetStream stream with Nats-Msg-Id = id
-//! and waits for the PublishAck (the publish is awaited twice: once to send, once for the
-//! ack); a durable pull consumer stores each message and acks it after the commit.
+//! The NATS path: the entry publishes to a file-storage JetStream stream and waits for the
+//! PublishAck (the publish is awaited twice: once to send, once for the ack); a durable pull
+//! consumer checks and stores each message and acks it after the commit. A message that
+//! fails the checks is copied to a dead-letter stream and terminated, never stored.
+//!
+//! The record id travels in `Record-Id`; `Nats-Msg-Id` is the id plus a digest of the body,
+//! so the broker drops a resend of the same record but lets a reused id with another body
+//! through to the store, which counts it as a conflict instead of losing it silently.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Accepted, PublishError, Publisher};
-use crate::record::{Record, now_us};
+use super::{Accepted, Disposition, PublishError, Publisher, Received, Sink, keep_running};
+use crate::record::{Record, digest, now_us};
+use crate::redact::redact;
 use crate::route::Route;
-use crate::stats::{Stage, Stats};
-use crate::store::Store;
+use crate::stats::Stage;
 
 #[derive(Debug, Clone)]
 pub struct NatsConfig {
@@ -31,10 +35,15 @@ pub struct NatsConfig {
     pub max_ack_pending: i64,
     /// How long an unacked delivery waits before NATS redelivers it.
     pub ack_wait: Duration,
+    /// Where messages that fail the checks are copied (a stream of its own, file storage).
+    pub dead_letter_stream: String,
+    pub dead_letter_subject: String,
 }
 
+const RECORD_ID: &str = "Record-Id";
 const ACCEPTED_AT: &str = "Accepted-At-Us";
 const PUBLISHED_AT: &str = "Published-At-Us";
+const DEAD_LETTER_REASON: &str = "Dead-Letter-Reason";
 
 /// Connects a client that keeps reconnecting by itself, including at first connect, so
 /// the receivers start (and answer 503 on this path) while NATS is still down.
@@ -45,24 +54,125 @@ pub async fn connect(config: &NatsConfig) -> Result<async_nats::Client, String> 
         .connection_timeout(Duration::from_secs(2))
         .connect(config.url.as_str())
         .await
-        .map_err(|e| format!("NATS at {}: {e}", config.url))
+        .map_err(|e| {
+            format!(
+                "NATS at {}: {}",
+                redact(&config.url),
+                redact(&e.to_string())
+            )
+        })
 }
 
-/// Creates the stream if it is missing; an existing one is used as it is.
+/// Why the stream or consumer on the server cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("JetStream did not answer: {0}")]
+    Unreachable(String),
+    #[error(
+        "{what} exists on the server but {why}; the receivers will not use it, since a 201 could then mean less than promised. Delete it (nats stream rm / nats consumer rm) or pick other names with --stream, --consumer, --subject"
+    )]
+    Mismatch { what: String, why: String },
+}
+
+/// Creates the stream if it is missing; an existing one must hold its messages on disk
+/// and capture the entry's subject.
 async fn ensure_stream(
     js: &jetstream::Context,
+    name: &str,
+    subject: &str,
+) -> Result<stream::Stream, SetupError> {
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: name.to_string(),
+            subjects: vec![subject.to_string()],
+            storage: stream::StorageType::File,
+            // Resends with the same Nats-Msg-Id within this window are acked as duplicates.
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| SetupError::Unreachable(format!("stream {name}: {e}")))?;
+    let config = &stream.cached_info().config;
+    let mismatch = |why: String| SetupError::Mismatch {
+        what: format!("JetStream stream {name}"),
+        why,
+    };
+    if config.storage != stream::StorageType::File {
+        return Err(mismatch(format!(
+            "keeps its messages in {:?} storage, not on disk",
+            config.storage
+        )));
+    }
+    if !config.subjects.iter().any(|s| s == subject) {
+        return Err(mismatch(format!(
+            "captures {:?}, not the subject {subject}",
+            config.subjects
+        )));
+    }
+    Ok(stream)
+}
+
+/// Creates the durable pull consumer if it is missing; an existing one must ack explicitly
+/// and read the entry's subject.
+async fn ensure_consumer(
+    stream: &stream::Stream,
     config: &NatsConfig,
-) -> Result<stream::Stream, String> {
-    js.get_or_create_stream(stream::Config {
-        name: config.stream.clone(),
-        subjects: vec![config.subject.clone()],
-        storage: stream::StorageType::File,
-        // Resends with the same Nats-Msg-Id within this window are acked as duplicates.
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| format!("JetStream stream {}: {e}", config.stream))
+) -> Result<consumer::PullConsumer, SetupError> {
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &config.consumer,
+            consumer::pull::Config {
+                durable_name: Some(config.consumer.clone()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                max_ack_pending: config.max_ack_pending,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| SetupError::Unreachable(format!("consumer {}: {e}", config.consumer)))?;
+    let found = &consumer.cached_info().config;
+    let mismatch = |why: String| SetupError::Mismatch {
+        what: format!(
+            "JetStream consumer {} on stream {}",
+            config.consumer, config.stream
+        ),
+        why,
+    };
+    if found.ack_policy != consumer::AckPolicy::Explicit {
+        return Err(mismatch(format!(
+            "acks with policy {:?}, not Explicit (a message would count as delivered before it is stored)",
+            found.ack_policy
+        )));
+    }
+    let filters: Vec<&String> = std::iter::once(&found.filter_subject)
+        .chain(&found.filter_subjects)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !filters.is_empty() && !filters.iter().any(|s| **s == config.subject) {
+        return Err(mismatch(format!(
+            "reads {filters:?}, not the subject {}",
+            config.subject
+        )));
+    }
+    Ok(consumer)
+}
+
+/// At start-up: the stream, the consumer and the dead-letter stream exist and are fit for
+/// use. A mismatch is an error for the operator; NATS being down is not (the paths
+/// reconnect and check again).
+pub async fn check_setup(
+    client: &async_nats::Client,
+    config: &NatsConfig,
+    with_consumer: bool,
+) -> Result<(), SetupError> {
+    let js = jetstream::new(client.clone());
+    let stream = ensure_stream(&js, &config.stream, &config.subject).await?;
+    if with_consumer {
+        ensure_consumer(&stream, config).await?;
+        ensure_stream(&js, &config.dead_letter_stream, &config.dead_letter_subject).await?;
+    }
+    Ok(())
 }
 
 /// The entry's side.
@@ -70,8 +180,8 @@ pub struct NatsPublisher {
     client: async_nats::Client,
     js: jetstream::Context,
     config: NatsConfig,
-    /// Set once the stream is known to exist; until then each publish tries to create it.
-    stream_ready: AtomicBool,
+    /// Set once the stream is known to be fit; until then each publish checks it.
+    stream_ready: std::sync::atomic::AtomicBool,
 }
 
 impl NatsPublisher {
@@ -81,8 +191,12 @@ impl NatsPublisher {
             client,
             js,
             config,
-            stream_ready: AtomicBool::new(false),
+            stream_ready: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
     }
 }
 
@@ -92,26 +206,32 @@ impl Publisher for NatsPublisher {
     }
 
     fn publish<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<Accepted, PublishError>> {
+        use std::sync::atomic::Ordering;
         Box::pin(async move {
             let not_connected = |why: String| PublishError::NotConnected {
                 route: Route::Nats,
                 why,
             };
-            if !self.ready() {
-                return Err(not_connected(format!(
-                    "no connection to {}",
-                    self.config.url
-                )));
+            if !self.connected() {
+                return Err(not_connected("no connection to the NATS server".into()));
             }
             if !self.stream_ready.load(Ordering::Relaxed) {
-                ensure_stream(&self.js, &self.config)
+                ensure_stream(&self.js, &self.config.stream, &self.config.subject)
                     .await
-                    .map_err(not_connected)?;
+                    .map_err(|e| match e {
+                        SetupError::Unreachable(why) => not_connected(why),
+                        mismatch => PublishError::Refused {
+                            route: Route::Nats,
+                            why: mismatch.to_string(),
+                        },
+                    })?;
                 self.stream_ready.store(true, Ordering::Relaxed);
             }
+            let body = digest(&record.payload);
             let message = PublishMessage::build()
                 .payload(record.payload.clone())
-                .message_id(&record.id)
+                .message_id(format!("{}:{}", record.id, hex8(&body)))
+                .header(RECORD_ID, record.id.as_str())
                 .header(ACCEPTED_AT, record.accepted_at_us.to_string().as_str())
                 .header(PUBLISHED_AT, now_us().to_string().as_str());
             let ack = self
@@ -131,62 +251,51 @@ impl Publisher for NatsPublisher {
         })
     }
 
-    fn ready(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
+    fn ready(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move { self.connected() })
     }
+}
+
+/// The first 8 bytes of a digest, as hex: enough to tell two bodies under one id apart.
+fn hex8(digest: &[u8; 32]) -> String {
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The store side: a durable pull consumer with explicit acks, restarted until shutdown.
 pub fn spawn_consumer(
     client: async_nats::Client,
     config: NatsConfig,
-    store: Arc<dyn Store>,
-    stats: Arc<Stats>,
+    sink: Sink,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     let inner = tracker.clone();
     tracker.spawn(async move {
         let js = jetstream::new(client);
-        let mut delay = Duration::from_millis(200);
-        while !shutdown.is_cancelled() {
-            match consume(&js, &config, &store, &stats, &shutdown, &inner).await {
-                Ok(()) => delay = Duration::from_millis(200),
-                Err(error) => {
-                    tracing::warn!(stream = %config.stream, "NATS consumer: {error}; restarting")
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
+        let what = format!("NATS consumer {} on {}", config.consumer, config.stream);
+        keep_running(&what, &shutdown, || {
+            consume(&js, &config, &sink, &shutdown, &inner)
+        })
+        .await;
     });
 }
 
 async fn consume(
     js: &jetstream::Context,
     config: &NatsConfig,
-    store: &Arc<dyn Store>,
-    stats: &Arc<Stats>,
+    sink: &Sink,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<(), String> {
-    let stream = ensure_stream(js, config).await?;
-    let consumer: consumer::PullConsumer = stream
-        .get_or_create_consumer(
-            &config.consumer,
-            consumer::pull::Config {
-                durable_name: Some(config.consumer.clone()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: config.ack_wait,
-                max_ack_pending: config.max_ack_pending,
-                ..Default::default()
-            },
-        )
+    let stream = ensure_stream(js, &config.stream, &config.subject)
         .await
-        .map_err(|e| format!("consumer {}: {e}", config.consumer))?;
+        .map_err(|e| e.to_string())?;
+    ensure_stream(js, &config.dead_letter_stream, &config.dead_letter_subject)
+        .await
+        .map_err(|e| e.to_string())?;
+    let consumer = ensure_consumer(&stream, config)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut messages = consumer
         .messages()
         .await
@@ -203,58 +312,105 @@ async fn consume(
             Some(Err(error)) => break Err(format!("pull: {error}")),
             None => break Ok(()),
         };
-        let (store, stats) = (Arc::clone(store), Arc::clone(stats));
+        let (js, config, sink) = (js.clone(), config.clone(), sink.clone());
         in_flight.spawn(tracker.track_future(async move {
-            let received_at = now_us();
-            let header = |name: &str| -> Option<String> {
-                message
-                    .headers
-                    .as_ref()?
-                    .get(name)
-                    .map(|v| v.as_str().to_string())
-            };
-            let number = |name: &str| header(name).and_then(|v| v.parse::<i64>().ok());
-            if let Some(published) = number(PUBLISHED_AT) {
-                stats.latency(
-                    Route::Nats,
-                    Stage::Hop,
-                    (received_at - published).max(0) as u64,
-                );
-            }
-            let Some(id) = header("Nats-Msg-Id") else {
-                tracing::error!("NATS message without Nats-Msg-Id; terminating it");
-                let _ = message.ack_with(jetstream::AckKind::Term).await;
-                return;
-            };
-            let redelivered = message.info().map(|i| i.delivered > 1).unwrap_or(false);
-            let record = Record {
-                id,
-                payload: message.payload.clone(),
-                accepted_at_us: number(ACCEPTED_AT).unwrap_or(received_at),
-            };
-            let accepted_at = record.accepted_at_us;
-            match store.insert(Route::Nats, record).await {
-                Ok(inserted) => {
-                    // Booked at the commit, so /stats never lags the store.
-                    stats.stored(Route::Nats, inserted, accepted_at, redelivered);
-                    // Ack strictly after the commit, and wait for the server to confirm the ack,
-                    // so a lost ack means a redelivery (stored once by id), never a loss.
-                    if let Err(error) = message.double_ack().await {
-                        tracing::warn!(
-                            "NATS ack failed (the message will be redelivered): {error}"
-                        );
-                    }
-                }
-                Err(error) => {
-                    tracing::error!("store failed, asking NATS to redeliver: {error}");
-                    let _ = message
-                        .ack_with(jetstream::AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await;
-                }
-            }
+            settle(&js, &config, &sink, message).await;
         }));
     };
     in_flight.close();
     in_flight.wait().await;
     result
+}
+
+/// Checks and stores one message, then acks it; dead-letters it if it fails the checks;
+/// asks for a later redelivery, later each time, if the store did not commit.
+async fn settle(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+    sink: &Sink,
+    message: jetstream::Message,
+) {
+    let received_at = now_us();
+    let header = |name: &str| -> Option<String> {
+        message
+            .headers
+            .as_ref()?
+            .get(name)
+            .map(|v| v.as_str().to_string())
+    };
+    let number = |name: &str| header(name).and_then(|v| v.parse::<i64>().ok());
+    if let Some(published) = number(PUBLISHED_AT) {
+        sink.stats.latency(
+            Route::Nats,
+            Stage::Hop,
+            (received_at - published).max(0) as u64,
+        );
+    }
+    let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+    let received = Received {
+        // A publisher other than the entry may name the record by Nats-Msg-Id alone.
+        id: header(RECORD_ID).or_else(|| header("Nats-Msg-Id")),
+        payload: message.payload.clone(),
+        accepted_at_us: number(ACCEPTED_AT),
+        redelivered: delivered > 1,
+    };
+    let retry_later = |why: &str| {
+        // 200 ms, doubling with each delivery, at most 30 s: a failing disk is not hammered.
+        let delay = Duration::from_millis(200 * 2u64.saturating_pow(delivered.min(8) as u32 - 1))
+            .min(Duration::from_secs(30));
+        tracing::warn!("NATS message not settled ({why}); redelivery asked in {delay:?}");
+        jetstream::AckKind::Nak(Some(delay))
+    };
+    let ack = match sink.receive(Route::Nats, received, false).await {
+        // Acked strictly after the commit, and the server confirms the ack, so a lost ack
+        // means a redelivery (stored once by id), never a loss.
+        Disposition::Settled(_) => None,
+        Disposition::Invalid(invalid) => {
+            match dead_letter(js, config, &message, invalid.code()).await {
+                Ok(()) => {
+                    sink.dead_lettered(Route::Nats);
+                    Some(jetstream::AckKind::Term)
+                }
+                Err(why) => Some(retry_later(&format!("dead-lettering failed: {why}"))),
+            }
+        }
+        Disposition::StoreFailed(_) => Some(retry_later("the store did not commit")),
+    };
+    let outcome = match ack {
+        None => message.double_ack().await,
+        Some(kind) => message.ack_with(kind).await,
+    };
+    if let Err(error) = outcome {
+        tracing::warn!("NATS ack failed (the message will be redelivered): {error}");
+    }
+}
+
+/// Copies `message` to the dead-letter stream with the reason, and waits for its PublishAck.
+async fn dead_letter(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+    message: &jetstream::Message,
+    reason: &str,
+) -> Result<(), String> {
+    let mut headers = message.headers.clone().unwrap_or_default();
+    headers.insert(DEAD_LETTER_REASON, reason);
+    // The copy must not be deduplicated against anything: drop the original's message id.
+    let mut copy = HeaderMap::new();
+    for (name, values) in headers.iter() {
+        if name.to_string() != "Nats-Msg-Id" {
+            for value in values {
+                copy.append(name.clone(), value.clone());
+            }
+        }
+    }
+    js.publish_with_headers(
+        config.dead_letter_subject.clone(),
+        copy,
+        message.payload.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string())?
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(())
 }

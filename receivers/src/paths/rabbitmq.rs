@@ -1,6 +1,8 @@
 //! The RabbitMQ path: the entry publishes a persistent, mandatory message on a confirm
 //! channel to a durable queue and waits for the broker's Ack; a consumer with bounded
-//! prefetch stores each message and acks it only after the commit. Both reconnect alone.
+//! prefetch checks and stores each message and acks it only after the commit. A message
+//! that fails the checks is published (confirmed) to the dead-letter exchange, whose queue
+//! a person can inspect, and is never stored. Both sides reconnect alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,19 +12,23 @@ use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Event};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Event, ExchangeKind,
+};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Accepted, PublishError, Publisher};
+use super::{
+    Accepted, Backoff, Disposition, PublishError, Publisher, Received, Sink, keep_running,
+};
 use crate::record::{Record, now_us};
+use crate::redact::redact;
 use crate::route::Route;
-use crate::stats::{Stage, Stats};
-use crate::store::Store;
+use crate::stats::Stage;
 
 #[derive(Debug, Clone)]
 pub struct RabbitConfig {
@@ -32,12 +38,16 @@ pub struct RabbitConfig {
     pub queue: String,
     /// Unacked messages the consumer may hold: bounds its memory and the store's batch.
     pub prefetch: u16,
+    /// The dead-letter exchange (fanout) and the durable queue bound to it, both this name.
+    pub dead_letter: String,
 }
 
 const ACCEPTED_AT: &str = "accepted_at_us";
 const PUBLISHED_AT: &str = "published_at_us";
+const DEAD_LETTER_REASON: &str = "x-dead-letter-reason";
 
-/// Connects, declares the durable queue, and hands back the connection and a channel.
+/// Connects, declares the durable queue and the dead-letter exchange and queue, and hands
+/// back the connection and a channel in confirm mode.
 async fn open(config: &RabbitConfig) -> lapin::Result<(Connection, Channel)> {
     let connection = Connection::connect(&config.url, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
@@ -47,6 +57,38 @@ async fn open(config: &RabbitConfig) -> lapin::Result<(Connection, Channel)> {
             QueueDeclareOptions::durable(),
             FieldTable::default(),
         )
+        .await?;
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let dead = config.dead_letter.as_str();
+    channel
+        .exchange_declare(
+            dead.into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(
+            dead.into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            dead.into(),
+            dead.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
         .await?;
     Ok((connection, channel))
 }
@@ -59,14 +101,6 @@ async fn lost(connection: &Connection) {
             tracing::warn!("RabbitMQ connection lost: {error}");
             return;
         }
-    }
-}
-
-/// Waits `delay` unless shutdown comes first; returns false on shutdown.
-async fn backoff(delay: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = shutdown.cancelled() => false,
-        _ = tokio::time::sleep(delay) => true,
     }
 }
 
@@ -89,31 +123,22 @@ impl RabbitPublisher {
         let queue = config.queue.clone();
         let wake = Arc::clone(&broken);
         tracker.spawn(async move {
-            let mut delay = Duration::from_millis(200);
-            loop {
-                match open(&config).await {
-                    Ok((connection, channel)) => match channel.confirm_select(ConfirmSelectOptions::default()).await {
-                        Ok(()) => {
-                            tracing::info!(url = %redact(&config.url), queue = %config.queue, "RabbitMQ publisher connected");
-                            delay = Duration::from_millis(200);
-                            current.send_replace(Some(channel));
-                            tokio::select! {
-                                _ = shutdown.cancelled() => {}
-                                _ = wake.notified() => {}
-                                _ = lost(&connection) => {}
-                            }
-                            current.send_replace(None);
-                            let _ = connection.close(200, "reconnecting or shutting down".into()).await;
-                        }
-                        Err(error) => tracing::warn!("RabbitMQ confirm_select failed: {error}"),
-                    },
-                    Err(error) => tracing::warn!(url = %redact(&config.url), "RabbitMQ publisher cannot connect: {error}"),
+            keep_running("RabbitMQ publisher", &shutdown, || async {
+                let (connection, channel) = open(&config).await.map_err(|e| {
+                    format!("cannot connect to {}: {e}", redact(&config.url))
+                })?;
+                tracing::info!(url = %redact(&config.url), queue = %config.queue, "RabbitMQ publisher connected");
+                current.send_replace(Some(channel));
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = wake.notified() => {}
+                    _ = lost(&connection) => {}
                 }
-                if shutdown.is_cancelled() || !backoff(delay, &shutdown).await {
-                    break;
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
+                current.send_replace(None);
+                let _ = connection.close(200, "reconnecting or shutting down".into()).await;
+                Ok(())
+            })
+            .await;
         });
         RabbitPublisher {
             channel,
@@ -194,41 +219,37 @@ impl Publisher for RabbitPublisher {
         })
     }
 
-    fn ready(&self) -> bool {
-        self.channel
+    fn ready(&self) -> BoxFuture<'_, bool> {
+        let ready = self
+            .channel
             .borrow()
             .as_ref()
-            .is_some_and(|c| c.status().connected())
+            .is_some_and(|c| c.status().connected());
+        Box::pin(async move { ready })
     }
 }
 
 /// The store side: consumes with manual acks, stores, then acks; reconnects until shutdown.
 pub fn spawn_consumer(
     config: RabbitConfig,
-    store: Arc<dyn Store>,
-    stats: Arc<Stats>,
+    sink: Sink,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     tracker.spawn(async move {
-        let mut delay = Duration::from_millis(200);
-        while !shutdown.is_cancelled() {
-            match consume(&config, &store, &stats, &shutdown).await {
-                Ok(()) => delay = Duration::from_millis(200),
-                Err(error) => tracing::warn!(queue = %config.queue, "RabbitMQ consumer: {error}; reconnecting"),
-            }
-            if !backoff(delay, &shutdown).await {
-                break;
-            }
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
+        let what = format!("RabbitMQ consumer on {}", config.queue);
+        keep_running(&what, &shutdown, || async {
+            consume(&config, &sink, &shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
     });
 }
 
 async fn consume(
     config: &RabbitConfig,
-    store: &Arc<dyn Store>,
-    stats: &Arc<Stats>,
+    sink: &Sink,
     shutdown: &CancellationToken,
 ) -> lapin::Result<()> {
     let (connection, channel) = open(config).await?;
@@ -244,6 +265,9 @@ async fn consume(
         )
         .await?;
     tracing::info!(queue = %config.queue, prefetch = config.prefetch, "RabbitMQ consumer connected");
+    // A batch that could not be settled (the store failing) waits longer each time before
+    // it is requeued, so a full disk is not hammered with the same messages.
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     // Deliveries are taken in batches of whatever has arrived (prefetch bounds it), stored
     // together (one commit), then acked with one `multiple` ack: strictly after the commit,
     // and far less work for the broker than an ack per message.
@@ -268,7 +292,7 @@ async fn consume(
                 _ => break,
             }
         }
-        settle(batch, store, stats).await;
+        settle(batch, config, &channel, sink, &mut backoff, shutdown).await;
         if let Some(error) = failed {
             break Err(error);
         }
@@ -277,11 +301,20 @@ async fn consume(
     result
 }
 
-/// Stores a batch of consecutive deliveries, then acks it: one `multiple` ack when every
-/// record is committed, else each on its own (a failed store is requeued).
-async fn settle(batch: Vec<Delivery>, store: &Arc<dyn Store>, stats: &Arc<Stats>) {
-    let stored = futures::future::join_all(batch.iter().map(|d| store_one(d, store, stats))).await;
-    if stored.iter().all(|ok| *ok) {
+/// Settles a batch of consecutive deliveries: one `multiple` ack when every record is
+/// committed or dead-lettered; else, after a backoff, each on its own (the failed requeued).
+async fn settle(
+    batch: Vec<Delivery>,
+    config: &RabbitConfig,
+    channel: &Channel,
+    sink: &Sink,
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+) {
+    let settled =
+        futures::future::join_all(batch.iter().map(|d| settle_one(d, config, channel, sink))).await;
+    if settled.iter().all(|ok| *ok) {
+        backoff.reset();
         let last = batch.last().expect("a batch holds at least one delivery");
         let options = BasicAckOptions { multiple: true };
         if let Err(error) = last.ack(options).await {
@@ -289,7 +322,8 @@ async fn settle(batch: Vec<Delivery>, store: &Arc<dyn Store>, stats: &Arc<Stats>
         }
         return;
     }
-    for (delivery, ok) in batch.iter().zip(stored) {
+    backoff.wait(shutdown).await;
+    for (delivery, ok) in batch.iter().zip(settled) {
         let outcome = if ok {
             delivery.ack(BasicAckOptions::default()).await
         } else {
@@ -305,8 +339,13 @@ async fn settle(batch: Vec<Delivery>, store: &Arc<dyn Store>, stats: &Arc<Stats>
     }
 }
 
-/// Stores one delivery; false when the store failed and the message must be requeued.
-async fn store_one(delivery: &Delivery, store: &Arc<dyn Store>, stats: &Arc<Stats>) -> bool {
+/// Checks and stores one delivery, or dead-letters it; false when it must be requeued.
+async fn settle_one(
+    delivery: &Delivery,
+    config: &RabbitConfig,
+    channel: &Channel,
+    sink: &Sink,
+) -> bool {
     let received_at = now_us();
     let header = |name: &str| match delivery
         .properties
@@ -318,59 +357,76 @@ async fn store_one(delivery: &Delivery, store: &Arc<dyn Store>, stats: &Arc<Stat
         _ => None,
     };
     if let Some(published) = header(PUBLISHED_AT) {
-        stats.latency(
+        sink.stats.latency(
             Route::Rabbitmq,
             Stage::Hop,
             (received_at - published).max(0) as u64,
         );
     }
-    let Some(id) = delivery
-        .properties
-        .message_id()
-        .as_ref()
-        .map(|s| s.to_string())
-    else {
-        // Nothing to key it by: it can never be stored exactly once, so it is not stored;
-        // acked with the batch so it does not come back forever.
-        tracing::error!("RabbitMQ message without message_id; dropping it");
-        return true;
-    };
-    let record = Record {
-        id,
+    let received = Received {
+        id: delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.to_string()),
         payload: delivery.data.clone().into(),
-        accepted_at_us: header(ACCEPTED_AT).unwrap_or(received_at),
+        accepted_at_us: header(ACCEPTED_AT),
+        redelivered: delivery.redelivered,
     };
-    let accepted_at = record.accepted_at_us;
-    match store.insert(Route::Rabbitmq, record).await {
-        Ok(inserted) => {
-            stats.stored(Route::Rabbitmq, inserted, accepted_at, delivery.redelivered);
-            true
+    match sink.receive(Route::Rabbitmq, received, false).await {
+        Disposition::Settled(_) => true,
+        Disposition::Invalid(invalid) => {
+            match dead_letter(delivery, config, channel, invalid.code()).await {
+                Ok(()) => {
+                    sink.dead_lettered(Route::Rabbitmq);
+                    true
+                }
+                Err(error) => {
+                    tracing::error!(queue = %config.dead_letter, "dead-lettering failed, requeueing: {error}");
+                    false
+                }
+            }
         }
-        Err(error) => {
-            tracing::error!("store failed, requeueing the RabbitMQ message: {error}");
-            false
-        }
+        Disposition::StoreFailed(_) => false,
     }
 }
 
-/// The URL without its password, for logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_stay_out_of_logs() {
-        assert_eq!(
-            super::redact("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            "amqp://***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(super::redact("amqp://127.0.0.1"), "amqp://127.0.0.1");
+/// Publishes a copy of `delivery` to the dead-letter exchange, with the reason in its
+/// headers, and waits for the broker's confirm.
+async fn dead_letter(
+    delivery: &Delivery,
+    config: &RabbitConfig,
+    channel: &Channel,
+    reason: &str,
+) -> Result<(), String> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        DEAD_LETTER_REASON.into(),
+        AMQPValue::LongString(reason.into()),
+    );
+    headers.insert(
+        "x-original-queue".into(),
+        AMQPValue::LongString(config.queue.as_str().into()),
+    );
+    let properties = delivery
+        .properties
+        .clone()
+        .with_delivery_mode(2)
+        .with_headers(headers);
+    let confirm = channel
+        .basic_publish(
+            config.dead_letter.as_str().into(),
+            ShortString::from(""),
+            BasicPublishOptions::default(),
+            &delivery.data,
+            properties,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    match confirm {
+        Confirmation::Ack(_) => Ok(()),
+        other => Err(format!("the broker did not confirm it ({other:?})")),
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use receivers::{Config, Route, Running};
 use serde_json::Value;
 
-pub use receivers::testing::{Names, require_brokers};
+pub use testkit::{Names, require_brokers};
 
 /// A receivers instance for one test.
 pub struct Harness {
@@ -21,7 +21,7 @@ pub struct Harness {
 
 /// A config on port 0 everywhere, with its own names, store and reports.
 pub fn test_config(names: &Names, dir: &Path) -> Config {
-    let mut config = receivers::testing::config(names, dir);
+    let mut config = testkit::config(names, dir);
     config.publish_timeout_ms = 5000;
     config
 }

@@ -1,6 +1,7 @@
-//! Test support shared by this crate's tests and loadgen's end-to-end tests: a config on
-//! port 0 with a queue, stream, consumer and store of its own, and the cleanup that leaves
-//! nothing behind in the brokers.
+//! Test support shared by the receivers' and loadgen's integration tests (a dev-dependency
+//! only, never in the shipped library): a config on port 0 with a queue, stream, consumer,
+//! dead-letter destinations and store of its own, and the cleanup that leaves nothing behind
+//! in the brokers.
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::config::Config;
+use receivers::Config;
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -50,7 +51,20 @@ impl Names {
         }
     }
 
-    /// Deletes the queue and the stream from the brokers (blocking; safe to call from Drop).
+    /// The receivers' default dead-letter names for these names (see `Config`).
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dead", self.queue)
+    }
+
+    pub fn dead_letter_stream(&self) -> String {
+        format!("{}_DEAD", self.stream)
+    }
+
+    pub fn dead_letter_subject(&self) -> String {
+        format!("{}.dead", self.subject)
+    }
+
+    /// Deletes the queues, exchange and streams from the brokers (blocking; safe to call from Drop).
     pub fn remove_from_brokers(&self) {
         let names = self.clone();
         // A small runtime of its own on a plain thread: callable from sync code and Drop.
@@ -66,15 +80,24 @@ impl Names {
                     lapin::Connection::connect(AMQP_URL, Default::default()).await
                     && let Ok(channel) = connection.create_channel().await
                 {
+                    for queue in [names.queue.clone(), names.dead_letter_queue()] {
+                        let _ = channel
+                            .queue_delete(queue.as_str().into(), Default::default())
+                            .await;
+                    }
                     let _ = channel
-                        .queue_delete(names.queue.as_str().into(), Default::default())
+                        .exchange_delete(
+                            names.dead_letter_queue().as_str().into(),
+                            Default::default(),
+                        )
                         .await;
                     let _ = connection.close(200, "test cleanup".into()).await;
                 }
                 if let Ok(client) = async_nats::connect(NATS_URL).await {
-                    let _ = async_nats::jetstream::new(client)
-                        .delete_stream(&names.stream)
-                        .await;
+                    let js = async_nats::jetstream::new(client);
+                    for stream in [names.stream.clone(), names.dead_letter_stream()] {
+                        let _ = js.delete_stream(&stream).await;
+                    }
                 }
             });
         })

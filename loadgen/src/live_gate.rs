@@ -1,0 +1,183 @@
+//! `--abort-on-fail` for the rules Goose does not know: delivery and stage rules, judged
+//! while the run goes on wherever a verdict cannot change by the end, and stopping the run
+//! (Goose's killswitch) at the first failure. The rest waits for the end.
+//!
+//! - Counts that only grow during a run (`accepted`, `rejected`, `conflicts`,
+//!   `dead_lettered`) fail live once an upper bound (`<`, `<=`, `==`) is passed.
+//! - Stage percentiles (`e2e-p99<50ms`) are judged on the run so far, as Goose judges its
+//!   own percentiles, once a route has `MIN_STAGE_SAMPLES` samples.
+//! - `lost`, `stored` and `duplicates` need the drain after the run: judged only at the end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::delivery::{self, Delivery, Receivers};
+use crate::gate::{SourcedRule, Verdict, judge_delivery};
+use crate::replay::Replay;
+use crate::rule::{LedgerField, Metric, Op, Rule};
+
+/// Samples a stage needs before its percentile may stop a run.
+pub const MIN_STAGE_SAMPLES: u64 = 100;
+
+/// Whether `rule` can fail before the run ends, and on what.
+fn live_kind(rule: &Rule) -> Option<LiveKind> {
+    match rule.metric {
+        Metric::Ledger(
+            LedgerField::Accepted
+            | LedgerField::Rejected
+            | LedgerField::Conflicts
+            | LedgerField::DeadLettered,
+        ) if matches!(rule.op, Op::Lt | Op::Le | Op::Eq) => Some(LiveKind::GrowingCount),
+        Metric::Stage(..) => Some(LiveKind::Percentile),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LiveKind {
+    GrowingCount,
+    Percentile,
+}
+
+/// A count that only grows has failed for good once it is past an upper bound; below it,
+/// (`==` not yet reached) it has not failed yet.
+fn failed_for_good(rule: &Rule, observed: f64) -> bool {
+    match rule.op {
+        Op::Lt => observed >= rule.limit,
+        Op::Le | Op::Eq => observed > rule.limit,
+        Op::Gt | Op::Ge => false,
+    }
+}
+
+/// Judges the live rules of `rules` against `delivery` (the run so far); the first that
+/// failed for good, if any.
+pub fn first_failure(rules: &[SourcedRule], delivery: &Delivery) -> Option<Verdict> {
+    rules.iter().find_map(|sourced| {
+        let kind = live_kind(&sourced.rule)?;
+        let verdict = judge_delivery(sourced, Some(delivery));
+        let observed = verdict.observed?;
+        let failed = match kind {
+            LiveKind::GrowingCount => failed_for_good(&sourced.rule, observed),
+            LiveKind::Percentile => {
+                let route = sourced.rule.target.as_deref().unwrap_or("all");
+                let Metric::Stage(stage, _) = sourced.rule.metric else {
+                    return None;
+                };
+                let samples = delivery.routes.get(route)?.latency.get(stage.name())?.count;
+                samples >= MIN_STAGE_SAMPLES && !verdict.passed
+            }
+        };
+        failed.then(|| Verdict {
+            rule: format!("{} (live, --abort-on-fail)", verdict.rule),
+            passed: false,
+            detail: format!("the run was stopped early: {}", verdict.detail),
+            ..verdict
+        })
+    })
+}
+
+/// Whether any of `rules` is judged here rather than by Goose.
+pub fn has_live_rules(rules: &[SourcedRule]) -> bool {
+    rules.iter().any(|r| live_kind(&r.rule).is_some())
+}
+
+/// Every second: the ledger so far (sends, and the receivers' `/stats` against `start`);
+/// at the first live failure, stops the run and returns the verdict.
+pub fn spawn(
+    rules: Vec<SourcedRule>,
+    receivers: Option<Arc<Receivers>>,
+    start: Option<Value>,
+    replay: Arc<Replay>,
+    duration_so_far: impl Fn() -> f64 + Send + 'static,
+) -> tokio::task::JoinHandle<Option<Verdict>> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let now = match &receivers {
+                Some(r) => r.stats().await.ok(),
+                None => None,
+            };
+            // Computed under the lock (no await in it) rather than copying every send.
+            let so_far = delivery::provisional(
+                receivers.as_ref().map(|r| r.url()).unwrap_or_default(),
+                &replay.sends.lock().unwrap_or_else(|p| p.into_inner()),
+                start.as_ref(),
+                now.as_ref(),
+                duration_so_far(),
+            );
+            if let Some(verdict) = first_failure(&rules, &so_far) {
+                eprintln!(
+                    "loadgen: --abort-on-fail: {} failed ({}); stopping the run",
+                    verdict.rule, verdict.detail
+                );
+                goose::trigger_killswitch("--abort-on-fail: a delivery or stage rule failed");
+                return Some(verdict);
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::{RouteLedger, StageLatency};
+    use crate::gate::RuleSource;
+
+    fn sourced(text: &str) -> SourcedRule {
+        SourcedRule {
+            rule: text.parse().unwrap(),
+            source: RuleSource::Cli,
+        }
+    }
+
+    fn delivery(rejected: u64, e2e_p99: f64, samples: u64) -> Delivery {
+        let mut row = RouteLedger {
+            rejected,
+            accepted: 10,
+            ..Default::default()
+        };
+        row.latency.insert(
+            "e2e".into(),
+            StageLatency {
+                count: samples,
+                p99: e2e_p99,
+                ..Default::default()
+            },
+        );
+        Delivery {
+            receivers: "http://127.0.0.1:1/".into(),
+            drained: false,
+            drain_secs: 0.0,
+            routes: [("nats".to_string(), row.clone()), ("all".to_string(), row)]
+                .into_iter()
+                .collect(),
+            unrouted_rejected: 0,
+        }
+    }
+
+    #[test]
+    fn growing_counts_fail_live_only_past_an_upper_bound() {
+        let rules = vec![sourced("rejected<=2"), sourced("accepted>=1000")];
+        assert!(first_failure(&rules, &delivery(2, 1.0, 0)).is_none());
+        let failed = first_failure(&rules, &delivery(3, 1.0, 0)).unwrap();
+        assert!(failed.rule.starts_with("rejected<=2"), "{}", failed.rule);
+        assert!(!failed.passed);
+        // `accepted>=1000` cannot fail before the end: more may come.
+        assert!(first_failure(&[sourced("accepted>=1000")], &delivery(0, 1.0, 0)).is_none());
+        // `lost` needs the drain: never judged live.
+        assert!(first_failure(&[sourced("lost==0")], &delivery(0, 1.0, 0)).is_none());
+    }
+
+    #[test]
+    fn stage_percentiles_fail_live_once_there_are_enough_samples() {
+        let rule = [sourced("e2e-p99<5ms for nats")];
+        assert!(first_failure(&rule, &delivery(0, 9.0, MIN_STAGE_SAMPLES - 1)).is_none());
+        assert!(first_failure(&rule, &delivery(0, 4.0, MIN_STAGE_SAMPLES)).is_none());
+        assert!(first_failure(&rule, &delivery(0, 9.0, MIN_STAGE_SAMPLES)).is_some());
+        assert!(has_live_rules(&rule) && !has_live_rules(&[sourced("lost==0")]));
+    }
+}

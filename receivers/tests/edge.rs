@@ -1,0 +1,326 @@
+//! The HTTP edge in-process, without brokers: the entry's and the front door's routers
+//! (`entry_app`, `balancer_app`) served on port 0 with a publisher fake (pure logic stands
+//! in for a path here; the paths themselves are tested against the real brokers) and a real
+//! SQLite store. Every refusal is JSON, nothing refused is published, and the front door
+//! names a keyless record before its first attempt.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing;
+use futures::future::BoxFuture;
+use receivers::balancer::{Balancer, balancer_app};
+use receivers::entry::{Entry, entry_app};
+use receivers::paths::{Accepted, PublishError, Publisher};
+use receivers::read::ReadState;
+use receivers::record::Record;
+use receivers::serve::{Limits, serve};
+use receivers::stats::Stats;
+use receivers::store::SqliteStore;
+use receivers::{Route, paths};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Accepts every record, except ids starting with `conflict`, which it answers as the gRPC
+/// server answers a reused id with another body.
+#[derive(Default)]
+struct FakePublisher {
+    published: Mutex<Vec<String>>,
+}
+
+impl Publisher for FakePublisher {
+    fn route(&self) -> Route {
+        Route::Grpc
+    }
+
+    fn publish<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<Accepted, PublishError>> {
+        Box::pin(async move {
+            if record.id.starts_with("conflict") {
+                return Err(PublishError::Conflict { route: Route::Grpc });
+            }
+            self.published.lock().unwrap().push(record.id.clone());
+            Ok(Accepted {
+                duplicate: false,
+                dropped_by_broker: false,
+            })
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async { true })
+    }
+}
+
+const LIMITS: Limits = Limits {
+    header_read_timeout: Duration::from_secs(2),
+    idle_timeout: Duration::from_secs(10),
+    max_connections: 64,
+};
+
+/// Serves `app` on a port of its own until the token is dropped; returns its base URL.
+async fn serve_on_port_0(app: Router, stop: &CancellationToken) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(
+        listener,
+        app,
+        LIMITS,
+        stop.clone(),
+        Duration::from_secs(1),
+    ));
+    url
+}
+
+struct Edge {
+    url: String,
+    publisher: Arc<FakePublisher>,
+    _dir: tempfile::TempDir,
+    stop: CancellationToken,
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn start_entry() -> Edge {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    let stats = Arc::new(Stats::start("edge".into(), vec![Route::Grpc]));
+    let publisher = Arc::new(FakePublisher::default());
+    let read = Arc::new(ReadState {
+        store,
+        stats: Arc::clone(&stats),
+        publishers: vec![publisher.clone() as Arc<dyn paths::Publisher>],
+    });
+    let entry = Arc::new(Entry {
+        publisher: publisher.clone(),
+        stats,
+        permits: Arc::new(Semaphore::new(16)),
+        max_in_flight: 16,
+        body_limit: 1024,
+        body_read_timeout: Duration::from_millis(300),
+        publish_timeout: Duration::from_secs(1),
+    });
+    let stop = CancellationToken::new();
+    let url = serve_on_port_0(entry_app(entry, read), &stop).await;
+    Edge {
+        url,
+        publisher,
+        _dir: dir,
+        stop,
+    }
+}
+
+async fn post(
+    url: &str,
+    content_type: Option<&str>,
+    key: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().post(url).body(body.to_string());
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Name, Content-Type, Idempotency-Key, body, expected status and error code.
+type Case<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a str,
+    u16,
+    &'a str,
+);
+
+#[tokio::test]
+async fn the_entry_refuses_bad_input_with_json_and_publishes_nothing_of_it() {
+    let edge = start_entry().await;
+    let json = Some("application/json");
+    let big = format!("{{\"big\":\"{}\"}}", "x".repeat(2000));
+    let cases: [Case; 8] = [
+        (
+            "malformed",
+            json,
+            Some("k1"),
+            "{\"a\":",
+            400,
+            "malformed_json",
+        ),
+        ("array", json, Some("k2"), "[1,2]", 400, "not_an_object"),
+        ("empty", json, Some("k3"), "", 400, "empty_body"),
+        ("oversize", json, Some("k4"), &big, 413, "payload_too_large"),
+        (
+            "text",
+            Some("text/plain"),
+            Some("k5"),
+            "{}",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "no type",
+            None,
+            Some("k6"),
+            "{}",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "bad key",
+            json,
+            Some("has space"),
+            "{}",
+            400,
+            "bad_idempotency_key",
+        ),
+        (
+            "reused key",
+            json,
+            Some("conflict-1"),
+            "{\"b\":2}",
+            409,
+            "conflict",
+        ),
+    ];
+    for (name, content_type, key, body, status, code) in cases {
+        let (got, answer) = post(&edge.url, content_type, key, body).await;
+        assert_eq!(got, status, "{name}: {answer}");
+        assert_eq!(answer["error"], code, "{name}: {answer}");
+        assert_eq!(answer["route"], "grpc", "{name}: {answer}");
+        assert!(
+            answer["message"].as_str().is_some_and(|m| m.len() > 20),
+            "{name}: {answer}"
+        );
+    }
+    let (status, answer) = post(&edge.url, json, Some("good-1"), "{\"ok\":true}").await;
+    assert_eq!((status, answer["id"].as_str()), (201, Some("good-1")));
+    assert_eq!(*edge.publisher.published.lock().unwrap(), vec!["good-1"]);
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_gets_408_within_the_body_timeout() {
+    let edge = start_entry().await;
+    let address = edge.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("an answer within the body timeout, not a hang")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert!(edge.publisher.published.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn reads_cap_their_limit_and_answer_errors_in_json() {
+    let edge = start_entry().await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{}{path}", edge.url)).send();
+    let response = get("/?limit=abc").await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"], "bad_query", "{answer}");
+    let answer: Value = get("/?limit=1000000").await.unwrap().json().await.unwrap();
+    assert_eq!(answer["limit"], 1000, "{answer}");
+    let response = get("/records?prefix=x&prefix=").await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = response.json().await.unwrap();
+    assert!(answer["error"].is_string(), "{answer}");
+    let response = get("/no-such-thing").await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"], "not_found");
+}
+
+/// An upstream entry that answers 503 to its first `fail_first` requests, then 201, and
+/// keeps every Idempotency-Key it was sent.
+async fn recording_entry(
+    fail_first: usize,
+    stop: &CancellationToken,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    let keys: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = Arc::clone(&keys);
+    let app = Router::new().route(
+        "/",
+        routing::post(move |headers: HeaderMap| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let key = headers
+                    .get("idempotency-key")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default();
+                let mut keys = seen.lock().unwrap();
+                keys.push(key.clone());
+                if keys.len() <= fail_first {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "{\"error\":\"middleware_timeout\"}".to_string(),
+                    )
+                } else {
+                    (
+                        StatusCode::CREATED,
+                        format!("{{\"id\":\"{key}\",\"route\":\"nats\"}}"),
+                    )
+                }
+            }
+        }),
+    );
+    (serve_on_port_0(app, stop).await, keys)
+}
+
+#[tokio::test]
+async fn the_front_door_names_a_keyless_record_before_its_first_attempt() {
+    let stop = CancellationToken::new();
+    let (failing, failing_keys) = recording_entry(1, &stop).await;
+    let (healthy, healthy_keys) = recording_entry(0, &stop).await;
+    let balancer = Balancer::new(
+        vec![(Route::Grpc, failing, 1), (Route::Nats, healthy, 1)],
+        Duration::from_secs(5),
+        2048,
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let read = Arc::new(ReadState {
+        store: Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap()),
+        stats: Arc::new(Stats::start("edge".into(), vec![])),
+        publishers: vec![],
+    });
+    let url = serve_on_port_0(balancer_app(Arc::new(balancer), read), &stop).await;
+    let (status, answer) = post(&url, Some("application/json"), None, "{\"a\":1}").await;
+    assert_eq!(status, 201, "{answer}");
+    let first = failing_keys.lock().unwrap().clone();
+    let second = healthy_keys.lock().unwrap().clone();
+    assert_eq!(first.len(), 1, "the first path was tried once: {first:?}");
+    assert_eq!(
+        second.len(),
+        1,
+        "the retry went to the second path: {second:?}"
+    );
+    assert!(
+        first[0].starts_with("gen-"),
+        "named by the front door: {first:?}"
+    );
+    assert_eq!(first, second, "the retry carries the same id");
+    assert_eq!(answer["id"], second[0]);
+    stop.cancel();
+}
