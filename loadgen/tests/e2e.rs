@@ -274,7 +274,16 @@ fn abort_on_fail_stops_a_run_when_a_delivery_rule_fails_live() {
         c.publish_timeout_ms = 500;
     });
     let dir = tempfile::tempdir().unwrap();
-    let url = receivers.url();
+    // Straight to the entry: its 503s name the route (the front door's own, once every path
+    // is down, cannot).
+    let entry = receivers
+        .running
+        .as_ref()
+        .unwrap()
+        .addrs
+        .entry(receivers::Route::Rabbitmq)
+        .unwrap();
+    let url = format!("http://{entry}");
     let traffic = traffic_file(dir.path(), "one.json", "[{\"a\":1}]");
     let args = [
         "-u",
