@@ -14,7 +14,16 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let config = Config::parse();
-    match receivers::run(config, shutdown_signal()).await {
+    // Registered before anything starts: a SIGINT during start-up then stops the receivers
+    // the graceful way (reports written) instead of killing them.
+    let shutdown = match shutdown_signal() {
+        Ok(shutdown) => shutdown,
+        Err(error) => {
+            eprintln!("receivers: error: cannot listen for SIGINT/SIGTERM: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match receivers::run(config, shutdown).await {
         Ok(dir) => {
             eprintln!("receivers: stopped cleanly; reports in {}", dir.display());
             ExitCode::SUCCESS
@@ -26,21 +35,15 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Ctrl-C or SIGTERM, whichever comes first.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Ctrl-C or SIGTERM, whichever comes first; both handlers are installed when this returns.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
+    })
 }

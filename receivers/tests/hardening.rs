@@ -39,6 +39,11 @@ fn route_count(stats: &Value, route: Route, field: &str) -> u64 {
     stats["routes"][route.name()][field].as_u64().unwrap()
 }
 
+/// `field` for grpc, rabbitmq and nats, in that order.
+fn per_route(stats: &Value, field: &str) -> [u64; 3] {
+    Route::ALL.map(|r| route_count(stats, r, field))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_counted_and_never_stored() {
     let mut h = Harness::start().await;
@@ -129,22 +134,10 @@ async fn poison_messages_are_dead_lettered_counted_and_never_stored() {
         stored_rows(&store).len() >= 3
     })
     .await;
-    let deadline = std::time::Instant::now() + SETTLE;
-    loop {
-        let stats = h.get_json("/stats").await;
-        let counts: Vec<u64> = Route::ALL
-            .iter()
-            .map(|r| route_count(&stats, *r, "dead_lettered"))
-            .collect();
-        if counts == vec![2, 3, 3] {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "dead_lettered per route: {counts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    h.stats_until("dead_lettered per route is 2, 3, 3", |stats| {
+        per_route(stats, "dead_lettered") == [2, 3, 3]
+    })
+    .await;
     // Every poison message sits where a person can look at it, once; nothing is left to loop.
     assert_eq!(queue_depth(&channel, &names.dead_letter_queue()).await, 3);
     assert_eq!(queue_depth(&channel, &names.queue).await, 0);
@@ -173,15 +166,7 @@ async fn poison_messages_are_dead_lettered_counted_and_never_stored() {
     // Still exactly as many: a consumer that looped would count them again.
     let stats = h.get_json("/stats").await;
     assert_eq!(route_count(&stats, Route::Rabbitmq, "dead_lettered"), 3);
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.balancer()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.get_text("/metrics").await;
     assert!(
         metrics.contains("receivers_records_total{route=\"nats\",outcome=\"dead_lettered\"} 3"),
         "{metrics}"
@@ -222,29 +207,12 @@ async fn a_reused_key_with_another_body_is_a_conflict_and_the_first_body_stays()
             "the same body again is a plain duplicate: {answer}"
         );
     }
-    let deadline = std::time::Instant::now() + SETTLE;
-    loop {
-        let stats = h.get_json("/stats").await;
-        let conflicts: Vec<u64> = Route::ALL
-            .iter()
-            .map(|r| route_count(&stats, *r, "conflicts"))
-            .collect();
-        if conflicts == vec![1, 1, 1] {
-            for route in Route::ALL {
-                assert_eq!(
-                    route_count(&stats, route, "in_flight"),
-                    0,
-                    "{route}: {stats}"
-                );
-            }
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "conflicts: {conflicts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let stats = h
+        .stats_until("one conflict per route", |stats| {
+            per_route(stats, "conflicts") == [1, 1, 1]
+        })
+        .await;
+    assert_eq!(per_route(&stats, "in_flight"), [0, 0, 0], "{stats}");
     for (_, _, payload) in stored_rows(&h.store_path()) {
         assert_eq!(payload, "{\"body\":\"first\"}");
     }

@@ -270,15 +270,7 @@ async fn stats_and_metrics_agree_with_the_store_and_reports_are_written() {
             assert_eq!(r["latency"][stage]["count"], 5, "{route} {stage}");
         }
     }
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.balancer()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.get_text("/metrics").await;
     assert!(
         metrics.contains("receivers_records_total{route=\"nats\",outcome=\"stored\"} 5"),
         "{metrics}"

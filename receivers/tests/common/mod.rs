@@ -102,6 +102,33 @@ impl Harness {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn get_text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.balancer()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Polls `/stats` until `check` holds; fails with `what` and the last snapshot after 30 s.
+    pub async fn stats_until(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let stats = self.get_json("/stats").await;
+            if check(&stats) {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not within 30 s: {what}: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn get_json(&self, path: &str) -> Value {
         self.http
             .get(format!("{}{path}", self.balancer()))
