@@ -142,7 +142,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         if enabled.contains(&Route::Grpc) {
             let listener = bind(config.grpc_addr, "gRPC server", "--grpc-addr").await?;
             addrs.grpc = Some(listener.local_addr()?);
-            let app = grpc::router(sink.clone(), backend_stop.clone()).await;
+            let call_timeout = config.body_read_timeout + publish_timeout;
+            let app = grpc::router(sink.clone(), call_timeout, backend_stop.clone()).await;
             // Stopped after the entries, which call it; by then only direct clients remain.
             let deadline = Duration::from_secs(1);
             grpc_server = Some(tokio::spawn(serve(

@@ -156,10 +156,12 @@ impl Ingest for IngestService {
     }
 }
 
-/// The gRPC server as a router, served like every other listener (`http::serve`), so it has
-/// the same timeouts, connection cap and shutdown deadline. Its health service reports
+/// The gRPC server as a router, served like every other listener (`serve.rs`), so it has
+/// the same header, idle and connection limits and shutdown deadline. A call must be over
+/// within `call_timeout` (its body read, checked and committed), or it is answered
+/// DEADLINE_EXCEEDED: HTTP/2 has no body timeout of its own. Its health service reports
 /// NOT_SERVING while the store's writes fail, until `shutdown`.
-pub async fn router(sink: Sink, shutdown: CancellationToken) -> Router {
+pub async fn router(sink: Sink, call_timeout: Duration, shutdown: CancellationToken) -> Router {
     let (reporter, health) = tonic_health::server::health_reporter();
     let store = sink.store.clone();
     tokio::spawn(async move {
@@ -185,4 +187,16 @@ pub async fn router(sink: Sink, shutdown: CancellationToken) -> Router {
         .add_service(health)
         .prepare()
         .into_axum_router()
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(call_timeout, next.run(request)).await {
+                    Ok(response) => response,
+                    Err(_) => Status::deadline_exceeded(format!(
+                        "the call was not complete within {} ms (--body-read-timeout)",
+                        call_timeout.as_millis()
+                    ))
+                    .into_http(),
+                }
+            },
+        ))
 }
