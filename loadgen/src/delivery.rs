@@ -6,13 +6,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use contract::{RecordsPage, Route, RouteStats, Stage, StatsSnapshot};
 use hdrhistogram::Histogram;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-/// The routes the receivers run, in report order.
-pub const ROUTES: [&str; 3] = ["grpc", "rabbitmq", "nats"];
-pub const STAGES: [&str; 3] = ["ingress", "hop", "e2e"];
+/// The routes the receivers run, by name, in report order.
+pub const ROUTES: [&str; 3] = [
+    Route::Grpc.name(),
+    Route::Rabbitmq.name(),
+    Route::Nats.name(),
+];
 /// Lost ids listed per route at most; the count is always exact.
 pub const LOST_IDS_LISTED: usize = 100;
 
@@ -97,7 +101,7 @@ impl Receivers {
         self.base.to_string()
     }
 
-    async fn get(&self, path: &str) -> Result<Value, String> {
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
         let url = self.base.join(path).map_err(|e| e.to_string())?;
         let response = self
             .http
@@ -111,27 +115,21 @@ impl Receivers {
         response
             .json()
             .await
-            .map_err(|e| format!("GET {url}: not JSON ({e})"))
+            .map_err(|e| format!("GET {url}: not the receivers' answer ({e})"))
     }
 
-    /// `GET /stats`, checked to be the receivers' and not some other server's.
-    pub async fn stats(&self) -> Result<Value, String> {
-        let stats = self.get("stats").await?;
-        if stats.get("routes").and_then(Value::as_object).is_none() {
-            return Err(format!("{}stats is not the receivers' /stats", self.base));
-        }
-        Ok(stats)
+    /// `GET /stats`; a server that is not the receivers (or another version of them) fails
+    /// here, with what did not match.
+    pub async fn stats(&self) -> Result<StatsSnapshot, String> {
+        self.get("stats").await
     }
 
     /// Polls `/stats` until nothing is in flight or `limit` passes; returns the last snapshot.
-    pub async fn drain(&self, limit: Duration) -> Result<(Value, bool, f64), String> {
+    pub async fn drain(&self, limit: Duration) -> Result<(StatsSnapshot, bool, f64), String> {
         let started = Instant::now();
         loop {
             let stats = self.stats().await?;
-            let in_flight: u64 = ROUTES
-                .iter()
-                .filter_map(|r| stats["routes"][r]["in_flight"].as_u64())
-                .sum();
+            let in_flight: u64 = stats.routes.values().map(|r| r.in_flight).sum();
             if in_flight == 0 {
                 return Ok((stats, true, started.elapsed().as_secs_f64()));
             }
@@ -144,21 +142,11 @@ impl Receivers {
 
     /// The stored records of this run: id -> (route, duplicates).
     pub async fn stored(&self, run_id: &str) -> Result<HashMap<String, (String, u64)>, String> {
-        let answer = self.get(&format!("records?prefix={run_id}-")).await?;
-        let rows = answer["records"]
-            .as_array()
-            .ok_or("GET /records: no records array")?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                Some((
-                    r["id"].as_str()?.to_string(),
-                    (
-                        r["route"].as_str()?.to_string(),
-                        r["duplicates"].as_u64().unwrap_or(0),
-                    ),
-                ))
-            })
+        let page: RecordsPage = self.get(&format!("records?prefix={run_id}-")).await?;
+        Ok(page
+            .records
+            .into_iter()
+            .map(|r| (r.id, (r.route.name().to_string(), r.duplicates)))
             .collect())
     }
 }
@@ -170,7 +158,7 @@ pub async fn reconcile(
     receivers: &Receivers,
     run_id: &str,
     sends: &[Send],
-    start: Option<&Value>,
+    start: Option<&StatsSnapshot>,
     drain_timeout: Duration,
     duration_secs: f64,
     dir: &Path,
@@ -215,8 +203,8 @@ pub async fn reconcile(
 pub fn provisional(
     receivers: String,
     sends: &[Send],
-    start: Option<&Value>,
-    now: Option<&Value>,
+    start: Option<&StatsSnapshot>,
+    now: Option<&StatsSnapshot>,
     duration_secs: f64,
 ) -> Delivery {
     let (mut routes, unrouted_rejected) = ledger(sends, &HashMap::new(), duration_secs);
@@ -298,19 +286,15 @@ pub fn ledger(
 /// of a send; the receivers count them: this run's share is the end count minus the start.
 pub fn add_store_side_counts(
     routes: &mut BTreeMap<String, RouteLedger>,
-    start: Option<&Value>,
-    end: &Value,
+    start: Option<&StatsSnapshot>,
+    end: &StatsSnapshot,
 ) {
-    let count = |stats: Option<&Value>, route: &str, field: &str| {
-        stats
-            .and_then(|s| s["routes"][route][field].as_u64())
-            .unwrap_or(0)
-    };
-    for route in ROUTES {
+    for (route, now) in &end.routes {
+        let before = start.and_then(|s| s.routes.get(route));
         let during =
-            |field: &str| count(Some(end), route, field).saturating_sub(count(start, route, field));
-        let (conflicts, dead_lettered) = (during("conflicts"), during("dead_lettered"));
-        for name in [route, "all"] {
+            |field: fn(&RouteStats) -> u64| field(now).saturating_sub(before.map_or(0, field));
+        let (conflicts, dead_lettered) = (during(|r| r.conflicts), during(|r| r.dead_lettered));
+        for name in [route.name(), "all"] {
             if let Some(row) = routes.get_mut(name) {
                 row.conflicts += conflicts;
                 row.dead_lettered += dead_lettered;
@@ -319,21 +303,21 @@ pub fn add_store_side_counts(
     }
 }
 
-/// Decodes `routes.<route>.latency.<stage>.histogram` of a `/stats` snapshot.
-fn histogram(stats: &Value, route: &str, stage: &str) -> Option<Histogram<u64>> {
-    hdr::decode(stats["routes"][route]["latency"][stage]["histogram"].as_str()?).ok()
+/// Decodes one route's and stage's histogram of a `/stats` snapshot.
+fn histogram(stats: &StatsSnapshot, route: Route, stage: Stage) -> Option<Histogram<u64>> {
+    hdr::decode(&stats.routes.get(&route)?.latency.get(&stage)?.histogram).ok()
 }
 
 /// This run's histograms: the end snapshot minus the start one (the receivers count since
 /// they started, across runs). Includes `all`, the routes merged.
 pub fn run_histograms(
-    start: Option<&Value>,
-    end: &Value,
+    start: Option<&StatsSnapshot>,
+    end: &StatsSnapshot,
 ) -> BTreeMap<(String, String), Histogram<u64>> {
     let mut out = BTreeMap::new();
-    for stage in STAGES {
+    for stage in Stage::ALL {
         let mut all: Option<Histogram<u64>> = None;
-        for route in ROUTES {
+        for route in Route::ALL {
             let Some(mut h) = histogram(end, route, stage) else {
                 continue;
             };
@@ -348,10 +332,10 @@ pub fn run_histograms(
                     let _ = total.add(&h);
                 }
             }
-            out.insert((route.to_string(), stage.to_string()), h);
+            out.insert((route.name().to_string(), stage.name().to_string()), h);
         }
         if let Some(all) = all {
-            out.insert(("all".to_string(), stage.to_string()), all);
+            out.insert(("all".to_string(), stage.name().to_string()), all);
         }
     }
     out
@@ -505,12 +489,51 @@ mod tests {
         assert_eq!(unrouted, 1);
     }
 
+    /// A route's `/stats` with these store-side counts and e2e samples (microseconds).
+    fn route_stats(conflicts: u64, dead_lettered: u64, e2e: &[u64]) -> RouteStats {
+        let mut samples = hdr::new_histogram();
+        for v in e2e {
+            samples.record(*v).unwrap();
+        }
+        let empty = hdr::new_histogram();
+        RouteStats {
+            enabled: true,
+            accepted: 0,
+            stored: 0,
+            duplicates: 0,
+            conflicts,
+            dead_lettered,
+            store_failures: 0,
+            rejected: 0,
+            in_flight: 0,
+            latency: Stage::ALL
+                .into_iter()
+                .map(|s| {
+                    let h = if s == Stage::E2e { &samples } else { &empty };
+                    (s, contract::StageStats::of(h))
+                })
+                .collect(),
+        }
+    }
+
+    fn snapshot(routes: Vec<(Route, RouteStats)>) -> StatsSnapshot {
+        StatsSnapshot {
+            schema_version: contract::SCHEMA_VERSION,
+            instance_id: "receivers-test".into(),
+            started_at: "2026-11-27T00:00:00Z".into(),
+            uptime_secs: 1.0,
+            routes: routes.into_iter().collect(),
+        }
+    }
+
     #[test]
     fn conflicts_and_dead_letters_are_this_runs_share_of_the_receivers_counts() {
         let (mut routes, _) = ledger(&[], &HashMap::new(), 1.0);
-        let start = serde_json::json!({"routes": {"nats": {"conflicts": 2, "dead_lettered": 1}}});
-        let end = serde_json::json!({"routes": {"nats": {"conflicts": 5, "dead_lettered": 1},
-                                                "grpc": {"conflicts": 1, "dead_lettered": 4}}});
+        let start = snapshot(vec![(Route::Nats, route_stats(2, 1, &[]))]);
+        let end = snapshot(vec![
+            (Route::Nats, route_stats(5, 1, &[])),
+            (Route::Grpc, route_stats(1, 4, &[])),
+        ]);
         add_store_side_counts(&mut routes, Some(&start), &end);
         assert_eq!(
             (routes["nats"].conflicts, routes["nats"].dead_lettered),
@@ -528,16 +551,11 @@ mod tests {
 
     #[test]
     fn run_histograms_subtract_what_the_receivers_had_before() {
-        let encode = |values: &[u64]| {
-            let mut h = hdr::new_histogram();
-            for v in values {
-                h.record(*v).unwrap();
-            }
-            hdr::encode(&h)
-        };
-        let snapshot = |values: &[u64]| serde_json::json!({"routes": {"nats": {"latency": {"e2e": {"histogram": encode(values)}}}}});
-        let before = snapshot(&[100_000, 100_000]);
-        let after = snapshot(&[100_000, 100_000, 1_000, 2_000]);
+        let before = snapshot(vec![(Route::Nats, route_stats(0, 0, &[100_000, 100_000]))]);
+        let after = snapshot(vec![(
+            Route::Nats,
+            route_stats(0, 0, &[100_000, 100_000, 1_000, 2_000]),
+        )]);
         let run = run_histograms(Some(&before), &after);
         let nats = &run[&("nats".to_string(), "e2e".to_string())];
         assert_eq!(nats.len(), 2, "only this run's samples remain");

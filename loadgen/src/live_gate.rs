@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use contract::StatsSnapshot;
 
 use crate::delivery::{self, Delivery, Receivers};
 use crate::gate::{SourcedRule, Verdict, judge_delivery};
@@ -88,7 +88,7 @@ pub fn has_live_rules(rules: &[SourcedRule]) -> bool {
 pub fn spawn(
     rules: Vec<SourcedRule>,
     receivers: Option<Arc<Receivers>>,
-    start: Option<Value>,
+    start: Option<StatsSnapshot>,
     replay: Arc<Replay>,
     duration_so_far: impl Fn() -> f64 + Send + 'static,
 ) -> tokio::task::JoinHandle<Option<Verdict>> {

@@ -217,13 +217,10 @@ async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionRe
     Ok(())
 }
 
-/// The `route` field of a JSON answer, if it has one.
+/// The route a receivers' answer (201 or error) names, if it names one.
 fn route_named(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        route: Option<String>,
-    }
-    serde_json::from_slice::<Answer>(body).ok()?.route
+    let named: contract::answers::NamedRoute = serde_json::from_slice(body).ok()?;
+    named.route.map(|r| r.name().to_string())
 }
 
 async fn get_root(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionResult {

@@ -49,23 +49,8 @@ pub enum LedgerField {
     Rejected,
 }
 
-/// The receivers' latency stages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StageName {
-    Ingress,
-    Hop,
-    E2e,
-}
-
-impl StageName {
-    pub fn name(self) -> &'static str {
-        match self {
-            StageName::Ingress => "ingress",
-            StageName::Hop => "hop",
-            StageName::E2e => "e2e",
-        }
-    }
-}
+/// The receivers' latency stages: the contract's names.
+pub use contract::Stage as StageName;
 
 /// The unit a metric is judged in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -131,12 +116,7 @@ impl Metric {
             "rejected" => Some(Metric::Ledger(LedgerField::Rejected)),
             _ => match text.split_once('-') {
                 Some((stage, p)) => {
-                    let stage = match stage {
-                        "ingress" => StageName::Ingress,
-                        "hop" => StageName::Hop,
-                        "e2e" => StageName::E2e,
-                        _ => return None,
-                    };
+                    let stage = StageName::from_name(stage)?;
                     Some(Metric::Stage(stage, percentile(p)?))
                 }
                 None => percentile(text).map(Metric::Percentile),
@@ -233,7 +213,7 @@ impl FromStr for Rule {
             })
         })?;
         if let (true, Some(route)) = (metric.is_per_route(), &target)
-            && !["grpc", "rabbitmq", "nats"].contains(&route.as_str())
+            && contract::Route::from_name(route).is_none()
         {
             return Err(malformed(&format!(
                 "'{route}' is not a route; use grpc, rabbitmq or nats"

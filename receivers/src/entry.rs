@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::json;
+use contract::Created;
 use tokio::sync::Semaphore;
 
 use crate::error::AppError;
@@ -50,7 +50,11 @@ pub async fn post_record(State(entry): State<Arc<Entry>>, request: Request) -> R
     let response = match accept(&entry, request, accepted_at_us).await {
         Ok((id, duplicate)) => {
             entry.stats.accepted(route);
-            let body = json!({ "id": id, "route": route.name(), "duplicate": duplicate });
+            let body = Created {
+                id,
+                route,
+                duplicate,
+            };
             (StatusCode::CREATED, Json(body)).into_response()
         }
         Err(error) => {

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use contract::ErrorBody;
 
 use crate::route::Route;
 
@@ -44,11 +44,11 @@ pub const RETRY_AFTER_SECS: &str = "1";
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.code, "message": self.message });
-        if let Some(route) = self.route {
-            body["route"] = json!(route.name());
-        }
-        let body = Json(body);
+        let body = Json(ErrorBody {
+            error: self.code.to_string(),
+            message: self.message,
+            route: self.route,
+        });
         let mut response = (self.status, body).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(

@@ -14,6 +14,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use contract::RecordsPage;
+
 use crate::error::AppError;
 use crate::paths::Publisher;
 use crate::prometheus;
@@ -129,9 +131,12 @@ pub async fn records(
         .into_response();
     }
     match state.store.with_prefix(prefix.clone()).await {
-        Ok(rows) => {
-            Json(json!({ "prefix": prefix, "count": rows.len(), "records": rows })).into_response()
-        }
+        Ok(records) => Json(RecordsPage {
+            prefix,
+            count: records.len(),
+            records,
+        })
+        .into_response(),
         Err(e) => store_unavailable(e),
     }
 }

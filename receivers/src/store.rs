@@ -40,13 +40,7 @@ impl Inserted {
     }
 }
 
-/// A stored record's id, its route and how many duplicate inserts it absorbed.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct LedgerRow {
-    pub id: String,
-    pub route: String,
-    pub duplicates: u64,
-}
+pub use contract::LedgerRow;
 
 /// One stored record, as `GET /` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -404,9 +398,18 @@ impl Store for SqliteStore {
                 "SELECT id, route, duplicates FROM records WHERE id >= ?1 AND id < ?2 ORDER BY id",
             )?;
             let rows = statement.query_map(params![prefix, upper], |row| {
+                let route: String = row.get(1)?;
+                // Only the paths write rows, so an unknown route is a store edited by hand.
+                let route = Route::from_name(&route).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        format!("unknown route '{route}'").into(),
+                    )
+                })?;
                 Ok(LedgerRow {
                     id: row.get(0)?,
-                    route: row.get(1)?,
+                    route,
                     duplicates: row.get::<_, i64>(2)? as u64,
                 })
             })?;
@@ -454,12 +457,12 @@ mod tests {
             vec![
                 LedgerRow {
                     id: "run1-u0-0".into(),
-                    route: "nats".into(),
+                    route: Route::Nats,
                     duplicates: 1
                 },
                 LedgerRow {
                     id: "run1-u0-1".into(),
-                    route: "grpc".into(),
+                    route: Route::Grpc,
                     duplicates: 0
                 },
             ]
