@@ -142,12 +142,24 @@ impl Receivers {
 
     /// The stored records of this run: id -> (route, duplicates).
     pub async fn stored(&self, run_id: &str) -> Result<HashMap<String, (String, u64)>, String> {
-        let page: RecordsPage = self.get(&format!("records?prefix={run_id}-")).await?;
-        Ok(page
-            .records
-            .into_iter()
-            .map(|r| (r.id, (r.route.name().to_string(), r.duplicates)))
-            .collect())
+        let mut stored = HashMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let encode =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let mut path = format!("records?prefix={}", encode(&format!("{run_id}-")));
+            if let Some(after) = &after {
+                path.push_str(&format!("&after={}", encode(after)));
+            }
+            let page: RecordsPage = self.get(&path).await?;
+            for r in page.records {
+                stored.insert(r.id, (r.route.name().to_string(), r.duplicates));
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(stored),
+            }
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use crate::redact::redact;
 use crate::route::Route;
 use crate::serve::{Limits, Stopped, serve};
 use crate::stats::Stats;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 
 /// Where a started receivers instance listens (ports resolved, so port 0 works in tests).
 #[derive(Debug, Clone, Default)]
@@ -89,10 +89,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if enabled.is_empty() {
         anyhow::bail!("--paths is empty; enable at least one of grpc, rabbitmq, nats");
     }
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&config.store)
-            .with_context(|| format!("opening the store {}", config.store.display()))?,
-    );
+    let store: Arc<dyn Store> = crate::store::open(&config.store)
+        .await
+        .with_context(|| format!("opening the store {}", config.store))?;
     let stats = Arc::new(Stats::start(run_id.clone(), enabled.clone()));
     let sink = Sink {
         store: Arc::clone(&store),
@@ -389,7 +388,7 @@ fn log_listening(addrs: &Addrs, config: &Config) {
         tracing::info!("gRPC server listening on {addr}");
     }
     tracing::info!(
-        store = %config.store.display(),
+        store = %config.store,
         amqp = %redact(&config.amqp_url),
         nats = %redact(&config.nats_url),
         "store opened; broker connections are reported as they come up"

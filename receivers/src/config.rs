@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::route::Route;
+use crate::store::StoreLocation;
 
 /// Front-door balancer and three middleware paths (gRPC, RabbitMQ, NATS JetStream) into a store.
 #[derive(Debug, Clone, Parser)]
@@ -59,9 +60,15 @@ pub struct Config {
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 
-    /// SQLite file of stored records
-    #[arg(long, env = "RECEIVERS_STORE", default_value = "receivers.db")]
-    pub store: PathBuf,
+    /// Where records are stored: an SQLite file (one process), or a PostgreSQL URL such as
+    /// postgres://USER:PASSWORD@127.0.0.1:15432/rig, shared by many (see scripts/postgres)
+    #[arg(
+        long,
+        env = "RECEIVERS_STORE",
+        default_value = "receivers.db",
+        hide_env_values = true
+    )]
+    pub store: StoreLocation,
 
     /// Folder for reports/<run-id>/ written at shutdown
     #[arg(long, env = "RECEIVERS_REPORTS", default_value = "reports")]

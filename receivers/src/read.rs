@@ -107,10 +107,17 @@ pub async fn latest(
 #[derive(Debug, Deserialize)]
 pub struct Prefix {
     prefix: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
 }
 
-/// `GET /records?prefix=RUN_ID`: the stored ids of one loadgen run, with route and
-/// duplicate count, so loadgen can reconcile what it sent with what was stored.
+/// Ids a page of `GET /records` holds at most: the answer's memory is bounded, whatever
+/// the run's size.
+pub const MAX_RECORDS_PAGE: usize = 10_000;
+
+/// `GET /records?prefix=RUN_ID[&after=ID][&limit=N]`: a page of the stored ids of one
+/// loadgen run, in id order, with route and duplicate count, so loadgen can reconcile what
+/// it sent with what was stored; `next` is the `after` of the following page.
 pub async fn records(
     State(state): State<Arc<ReadState>>,
     query: Result<Query<Prefix>, QueryRejection>,
@@ -130,13 +137,27 @@ pub async fn records(
         )
         .into_response();
     }
-    match state.store.with_prefix(prefix.clone()).await {
-        Ok(records) => Json(RecordsPage {
-            prefix,
-            count: records.len(),
-            records,
-        })
-        .into_response(),
+    let limit = query
+        .limit
+        .unwrap_or(MAX_RECORDS_PAGE)
+        .clamp(1, MAX_RECORDS_PAGE);
+    match state
+        .store
+        .with_prefix(prefix.clone(), query.after, limit)
+        .await
+    {
+        Ok(records) => {
+            let next = (records.len() == limit)
+                .then(|| records.last().map(|r| r.id.clone()))
+                .flatten();
+            Json(RecordsPage {
+                prefix,
+                count: records.len(),
+                records,
+                next,
+            })
+            .into_response()
+        }
         Err(e) => store_unavailable(e),
     }
 }

@@ -83,7 +83,7 @@ async fn a_full_disk_makes_the_consumers_back_off_and_ready_say_so() {
     let store_in_config = store.clone();
     let mut h = Harness::start_with(|c| {
         c.paths = vec![Route::Rabbitmq, Route::Nats];
-        c.store = store_in_config;
+        c.store = receivers::store::StoreLocation::Sqlite(store_in_config);
     })
     .await;
     // One record each before the disk fills, so the store's files exist at full size.

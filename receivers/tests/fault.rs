@@ -6,6 +6,9 @@
 //! that got a 2xx is stored exactly once, and every one that did not is resent until it is,
 //! and then stored too.
 //!
+//! The scenario runs twice: on SQLite, then on the shared PostgreSQL store, where the
+//! PostgreSQL server is also restarted mid-run (after which each path must store again).
+//!
 //! It is the only test in this file: cargo runs test binaries one at a time, so restarting the
 //! shared brokers here cannot disturb another test.
 
@@ -18,6 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Names, eventually, require_brokers, stored_rows, test_config};
+use receivers::store::StoreLocation;
+use testkit::TestDatabase;
 
 /// At most this many records in the first pass, at about 100 a second.
 const MAX_RECORDS: usize = 3000;
@@ -37,10 +42,38 @@ impl Drop for Consumers {
     }
 }
 
+/// Where the scenario stores: an SQLite file, or a database on the project's PostgreSQL.
+enum Backing {
+    Sqlite(std::path::PathBuf),
+    Postgres(TestDatabase),
+}
+
+impl Backing {
+    fn flag(&self) -> String {
+        match self {
+            Backing::Sqlite(path) => path.display().to_string(),
+            Backing::Postgres(db) => db.url.clone(),
+        }
+    }
+
+    fn location(&self) -> StoreLocation {
+        self.flag().parse().expect("a store location")
+    }
+
+    /// (id, route, payload) of every stored record.
+    fn rows(&self) -> Vec<(String, String, String)> {
+        match self {
+            Backing::Sqlite(path) => stored_rows(path),
+            Backing::Postgres(db) => db.rows(),
+        }
+    }
+}
+
 /// The store side (consumers and gRPC server) as its own process, so it can be killed.
 fn start_consumers(
     names: &Names,
     dir: &std::path::Path,
+    store: &Backing,
     grpc_port: u16,
     generation: u32,
 ) -> Consumers {
@@ -61,7 +94,7 @@ fn start_consumers(
         ])
         .args(["--consumer", &names.consumer, "--nats-ack-wait-secs", "2"])
         .arg("--store")
-        .arg(dir.join("store.db"))
+        .arg(store.flag())
         .arg("--reports")
         .arg(dir.join("reports"))
         .env("AMQP_URL", testkit::AMQP_URL)
@@ -75,12 +108,13 @@ fn start_consumers(
         .expect("the receivers binary starts")
 }
 
-fn brokers(command: &str) {
-    let status = Command::new(workspace_root().join("scripts/brokers"))
+/// `scripts/<script> <command>`, which must succeed (`brokers restart-nats`, `postgres restart`).
+fn script(script: &str, command: &str) {
+    let status = Command::new(workspace_root().join("scripts").join(script))
         .arg(command)
         .status()
-        .expect("scripts/brokers runs");
-    assert!(status.success(), "scripts/brokers {command} failed");
+        .unwrap_or_else(|e| panic!("scripts/{script} runs: {e}"));
+    assert!(status.success(), "scripts/{script} {command} failed");
 }
 
 async fn wait_for_port(port: u16) {
@@ -99,7 +133,7 @@ async fn path_recovers(
     running: &receivers::Running,
     route: receivers::Route,
     n: usize,
-    store: &std::path::Path,
+    store: &Backing,
 ) -> String {
     let id = format!("fault-{n}");
     let entry = format!("http://{}/", running.addrs.entry(route).unwrap());
@@ -115,7 +149,8 @@ async fn path_recovers(
         Duration::from_secs(60),
         &format!("{id} stored by the {route} path: its consumer never reconnected"),
         || {
-            stored_rows(store)
+            store
+                .rows()
                 .iter()
                 .any(|(stored, by, _)| *stored == id && by == route.name())
         },
@@ -144,19 +179,26 @@ async fn post(http: &reqwest::Client, url: &str, id: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_and_consumer_restarts_lose_nothing_and_store_each_record_once() {
+async fn broker_store_and_consumer_restarts_lose_nothing_and_store_each_record_once() {
     require_brokers();
-    let names = Names::unique();
     let dir = tempfile::tempdir().unwrap();
+    scenario(Backing::Sqlite(dir.path().join("store.db")), dir.path()).await;
+    let dir = tempfile::tempdir().unwrap();
+    scenario(Backing::Postgres(TestDatabase::create()), dir.path()).await;
+}
+
+async fn scenario(store: Backing, dir: &std::path::Path) {
+    let names = Names::unique();
     let grpc_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut consumers = start_consumers(&names, dir.path(), grpc_port, 1);
+    let mut consumers = start_consumers(&names, dir, &store, grpc_port, 1);
     wait_for_port(grpc_port).await;
 
-    let mut config = test_config(&names, dir.path());
+    let mut config = test_config(&names, dir);
+    config.store = store.location();
     config.no_consumers = true;
     config.grpc_url = Some(format!("http://127.0.0.1:{grpc_port}"));
     config.publish_timeout_ms = 2000;
@@ -218,7 +260,6 @@ async fn broker_and_consumer_restarts_lose_nothing_and_store_each_record_once() 
     };
 
     // Ids for the recovery probes, past the stream's bound so they never collide with it.
-    let store = dir.path().join("store.db");
     let mut probe = MAX_RECORDS;
     let mut probes = BTreeSet::new();
     let mut recovers = async |route| {
@@ -226,13 +267,13 @@ async fn broker_and_consumer_restarts_lose_nothing_and_store_each_record_once() 
         path_recovers(&http, &running, route, probe, &store).await
     };
     progress(100).await;
-    tokio::task::spawn_blocking(|| brokers("restart-rabbitmq"))
+    tokio::task::spawn_blocking(|| script("brokers", "restart-rabbitmq"))
         .await
         .unwrap();
     probes.insert(recovers(receivers::Route::Rabbitmq).await);
     let after_rabbit = accepted_so_far.load(Ordering::Relaxed);
     progress(after_rabbit + 100).await;
-    tokio::task::spawn_blocking(|| brokers("restart-nats"))
+    tokio::task::spawn_blocking(|| script("brokers", "restart-nats"))
         .await
         .unwrap();
     probes.insert(recovers(receivers::Route::Nats).await);
@@ -242,12 +283,22 @@ async fn broker_and_consumer_restarts_lose_nothing_and_store_each_record_once() 
     consumers.0.wait().unwrap();
     let after_kill = accepted_so_far.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await; // posts meanwhile pile up in the brokers
-    let consumers = start_consumers(&names, dir.path(), grpc_port, 2);
+    let consumers = start_consumers(&names, dir, &store, grpc_port, 2);
     wait_for_port(grpc_port).await;
     for route in receivers::Route::ALL {
         probes.insert(recovers(route).await);
     }
     progress(after_kill + 100).await;
+    if let Backing::Postgres(_) = store {
+        tokio::task::spawn_blocking(|| script("postgres", "restart"))
+            .await
+            .unwrap();
+        for route in receivers::Route::ALL {
+            probes.insert(recovers(route).await);
+        }
+        let after_restart = accepted_so_far.load(Ordering::Relaxed);
+        progress(after_restart + 100).await;
+    }
     stop.store(true, Ordering::Relaxed);
 
     let mut outcomes = Outcomes::default();
@@ -285,10 +336,10 @@ async fn broker_and_consumer_restarts_lose_nothing_and_store_each_record_once() 
     eventually(
         Duration::from_secs(60),
         "every accepted record stored",
-        || stored_rows(&store).len() >= expected.len(),
+        || store.rows().len() >= expected.len(),
     )
     .await;
-    let rows = stored_rows(&store);
+    let rows = store.rows();
     let mut per_id: BTreeMap<&str, usize> = BTreeMap::new();
     for (id, _, payload) in &rows {
         *per_id.entry(id.as_str()).or_default() += 1;
@@ -308,7 +359,11 @@ async fn broker_and_consumer_restarts_lose_nothing_and_store_each_record_once() 
         "no record was refused: the faults never reached the traffic"
     );
     eprintln!(
-        "fault test: {sent} sent, {} accepted first time, {} refused and resent, {} stored",
+        "fault test ({}): {sent} sent, {} accepted first time, {} refused and resent, {} stored",
+        match store {
+            Backing::Sqlite(_) => "SQLite",
+            Backing::Postgres(_) => "PostgreSQL, restarted mid-run",
+        },
         outcomes.accepted.len(),
         resent.len(),
         rows.len()

@@ -1,7 +1,7 @@
 //! Test support shared by the receivers' and loadgen's integration tests (a dev-dependency
 //! only, never in the shipped library): a config on port 0 with a queue, stream, consumer,
 //! dead-letter destinations and store of its own, and the cleanup that leaves nothing behind
-//! in the brokers.
+//! in the brokers; and a PostgreSQL database of its own on the project's cluster.
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
@@ -116,11 +116,118 @@ pub fn config(names: &Names, dir: &Path) -> Config {
     config.grpc_addr = any;
     config.amqp_url = AMQP_URL.into();
     config.nats_url = NATS_URL.into();
-    config.store = dir.join("store.db");
+    config.store = receivers::store::StoreLocation::Sqlite(dir.join("store.db"));
     config.reports = dir.join("reports");
     config.queue = names.queue.clone();
     config.stream = names.stream.clone();
     config.subject = names.subject.clone();
     config.consumer = names.consumer.clone();
     config
+}
+
+/// The project's PostgreSQL cluster (`scripts/postgres url`); fails with what to do when it
+/// is not up: a test that needs it must never pass or skip silently without it.
+pub fn require_postgres() -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/postgres");
+    let output = std::process::Command::new(&script)
+        .arg("url")
+        .output()
+        .expect("scripts/postgres runs");
+    let url = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    assert!(
+        output.status.success() && !url.is_empty(),
+        "PostgreSQL is not set up ({}); start it with `scripts/postgres up` (scripts/test does it for you)",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    url
+}
+
+/// A database of its own on the project's cluster, dropped when this is.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+/// Runs `work` on a small runtime of its own on a plain thread: callable from sync code,
+/// async tests and Drop alike.
+fn on_own_runtime<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(work)
+    })
+    .join()
+    .expect("the helper thread")
+}
+
+/// One statement on the cluster's `rig` database.
+fn admin(url: &str, statement: String) -> Result<(), String> {
+    let url = url.to_string();
+    on_own_runtime(async move {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(&statement)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+impl TestDatabase {
+    pub fn create() -> TestDatabase {
+        let admin_url = require_postgres();
+        let name = format!(
+            "test_{:012x}",
+            rand::rng().random::<u64>() & 0xffff_ffff_ffff
+        );
+        admin(&admin_url, format!("CREATE DATABASE {name}")).expect("create a test database");
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .expect("a URL with a database");
+        TestDatabase {
+            url: format!("{base}/{name}"),
+            admin: admin_url,
+            name,
+        }
+    }
+
+    /// Rows in its `records` table: (id, route, payload), in id order.
+    pub fn rows(&self) -> Vec<(String, String, String)> {
+        let url = self.url.clone();
+        on_own_runtime(async move {
+            let Ok((client, connection)) =
+                tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+            else {
+                return Vec::new();
+            };
+            tokio::spawn(connection);
+            client
+                .query("SELECT id, route, payload FROM records ORDER BY id", &[])
+                .await
+                .map(|rows| {
+                    rows.iter()
+                        .map(|r| (r.get(0), r.get(1), r.get(2)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = admin(
+            &self.admin,
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
 }

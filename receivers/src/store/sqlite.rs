@@ -1,5 +1,5 @@
-//! Where every path ends: the store of records, keyed by id so each is stored exactly once.
-//! SQLite in WAL mode; one writer thread groups concurrent inserts into one commit.
+//! The embedded store: SQLite in WAL mode with `synchronous=FULL`; one writer thread groups
+//! concurrent inserts into one commit, a few reader connections serve the queries.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,79 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use rusqlite::{Connection, params};
-use serde::Serialize;
-use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
+use super::{InsertOutcome, Inserted, LedgerRow, MAX_BATCH, Pending, Store, StoreError, StoredRow};
 use crate::record::{Record, digest, now_us};
 use crate::route::Route;
-
-/// What an insert did to the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InsertOutcome {
-    /// The id was new: the record is stored.
-    New,
-    /// The id was stored already with the same body (a resend or a redelivery): nothing changed.
-    Duplicate,
-    /// The id was stored already with another body: the first body stays, this one is refused.
-    Conflict,
-}
-
-/// The outcome of an insert once it is committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Inserted {
-    pub outcome: InsertOutcome,
-    /// When the commit finished, microseconds since the epoch.
-    pub stored_at_us: i64,
-}
-
-impl Inserted {
-    pub fn is_new(&self) -> bool {
-        self.outcome == InsertOutcome::New
-    }
-}
-
-pub use contract::LedgerRow;
-
-/// One stored record, as `GET /` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct StoredRow {
-    pub id: String,
-    pub route: String,
-    pub payload: serde_json::Value,
-    pub accepted_at_us: i64,
-    pub stored_at_us: i64,
-}
-
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("store {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("the store is shut down")]
-    Closed,
-}
-
-/// What the paths need from a store. Small on purpose, so a server database can follow.
-pub trait Store: Send + Sync + 'static {
-    /// Stores `record` under `route` unless its id is stored already; resolves after commit.
-    fn insert(&self, route: Route, record: Record) -> BoxFuture<'_, Result<Inserted, StoreError>>;
-    /// The most recently stored records, newest first.
-    fn latest(&self, limit: usize) -> BoxFuture<'_, Result<Vec<StoredRow>, StoreError>>;
-    /// Stored records per route.
-    fn counts(&self) -> BoxFuture<'_, Result<BTreeMap<Route, u64>, StoreError>>;
-    /// Every stored record whose id starts with `prefix` (a loadgen run id).
-    fn with_prefix(&self, prefix: String) -> BoxFuture<'_, Result<Vec<LedgerRow>, StoreError>>;
-    /// Whether the last commit failed (disk full, read-only file): `/ready` reports it, and
-    /// the consumers back off instead of redelivering in a hot loop.
-    fn writes_failing(&self) -> bool;
-    /// Stops taking inserts and blocks until every accepted one is committed.
-    fn close(&self);
-}
-
-type Pending = (Route, Record, oneshot::Sender<Result<Inserted, StoreError>>);
 
 /// SQLite behind the `Store` trait: a writer thread for inserts, a few readers for queries.
 pub struct SqliteStore {
@@ -97,9 +29,6 @@ pub struct SqliteStore {
 
 /// Read connections: enough that `GET /` under load does not queue behind one.
 const READERS: usize = 4;
-
-/// Inserts grouped into one transaction at most: bounds the latency one commit adds.
-const MAX_BATCH: usize = 512;
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
@@ -389,15 +318,22 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn with_prefix(&self, prefix: String) -> BoxFuture<'_, Result<Vec<LedgerRow>, StoreError>> {
+    fn with_prefix(
+        &self,
+        prefix: String,
+        after: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<LedgerRow>, StoreError>> {
         Box::pin(self.read(move |c| {
             // A range on the primary key: ids are visible ASCII, so every id with the prefix
-            // sorts below prefix + U+10FFFF.
+            // sorts below prefix + U+10FFFF; a page starts past the last id of the one before.
             let upper = format!("{prefix}\u{10FFFF}");
             let mut statement = c.prepare_cached(
-                "SELECT id, route, duplicates FROM records WHERE id >= ?1 AND id < ?2 ORDER BY id",
+                "SELECT id, route, duplicates FROM records
+                 WHERE id >= ?1 AND id < ?2 AND (?3 IS NULL OR id > ?3) ORDER BY id LIMIT ?4",
             )?;
-            let rows = statement.query_map(params![prefix, upper], |row| {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = statement.query_map(params![prefix, upper, after, limit], |row| {
                 let route: String = row.get(1)?;
                 // Only the paths write rows, so an unknown route is a store edited by hand.
                 let route = Route::from_name(&route).ok_or_else(|| {
@@ -451,7 +387,7 @@ mod tests {
             .await
             .unwrap();
         assert!(first.is_new() && again.outcome == InsertOutcome::Duplicate);
-        let rows = store.with_prefix("run1-".into()).await.unwrap();
+        let rows = store.with_prefix("run1-".into(), None, 100).await.unwrap();
         assert_eq!(
             rows,
             vec![
@@ -526,7 +462,7 @@ mod tests {
         let other = store.insert(Route::Nats, record("b")).await.unwrap();
         assert_eq!(other.outcome, InsertOutcome::Conflict);
         assert_eq!(
-            store.with_prefix("a".into()).await.unwrap()[0].duplicates,
+            store.with_prefix("a".into(), None, 100).await.unwrap()[0].duplicates,
             1
         );
         store.close();
@@ -555,7 +491,7 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].payload, serde_json::json!({"a": 1}));
         assert_eq!(
-            store.with_prefix("k".into()).await.unwrap()[0].duplicates,
+            store.with_prefix("k".into(), None, 100).await.unwrap()[0].duplicates,
             1,
             "a conflict is not a duplicate"
         );

@@ -1,0 +1,404 @@
+//! The shared store: PostgreSQL, so several receivers processes (one per path, as the
+//! original deployment ran) keep one exactly-once promise. The same semantics as SQLite:
+//! the id is the primary key (`INSERT … ON CONFLICT (id) DO NOTHING`); duplicates,
+//! conflicts and per-route counts are decided in the insert's transaction; inserts are
+//! batched (one `UNNEST` statement per batch) by one writer with a runtime and connection
+//! pool of its own; reads go through a pool on the caller's runtime. Both pools reconnect
+//! after a server restart; until then, inserts fail (and the consumers back off).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio_postgres::NoTls;
+
+use super::{InsertOutcome, Inserted, LedgerRow, MAX_BATCH, Pending, Store, StoreError, StoredRow};
+use crate::record::{digest, now_us};
+use crate::redact::redact;
+use crate::route::Route;
+
+/// Created once per database; the advisory lock keeps two processes starting together from
+/// racing on `CREATE TABLE`.
+const SCHEMA: &str = "
+    SELECT pg_advisory_xact_lock(7253901);
+    CREATE TABLE IF NOT EXISTS records (
+        id TEXT COLLATE \"C\" PRIMARY KEY,
+        route TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        accepted_at BIGINT NOT NULL,
+        stored_at BIGINT NOT NULL,
+        duplicates BIGINT NOT NULL DEFAULT 0,
+        digest BYTEA NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS records_stored_at ON records (stored_at);
+    CREATE TABLE IF NOT EXISTS route_counts (route TEXT PRIMARY KEY, n BIGINT NOT NULL);
+";
+
+/// Reads at once; the writer has a pool of its own.
+const READERS: usize = 4;
+
+pub struct PostgresStore {
+    /// The URL with its password redacted, for every message.
+    shown: String,
+    readers: Pool,
+    /// `None` once closed. Sending is synchronous, so the lock is never held across an await.
+    writes: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set by the writer when a commit fails, cleared when one succeeds.
+    failing: Arc<AtomicBool>,
+}
+
+/// A pool on the current runtime; connections are made on demand and checked on reuse, so
+/// one broken by a server restart is replaced.
+fn pool(url: &str, size: usize) -> Result<Pool, String> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Verified,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .create_timeout(Some(Duration::from_secs(5)))
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .recycle_timeout(Some(Duration::from_secs(2)))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+impl PostgresStore {
+    /// Connects, creates the tables if missing, and starts the writer. An unreachable server
+    /// fails here, naming it (password redacted) and what to do.
+    pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let shown = redact(url);
+        let fail = |what: &str, e: String| {
+            StoreError::Postgres(format!(
+                "{shown}: {what}: {}; start it (scripts/postgres up) or fix --store",
+                redact(&e)
+            ))
+        };
+        let readers = pool(url, READERS).map_err(|e| fail("bad URL", e))?;
+        let mut client = readers
+            .get()
+            .await
+            .map_err(|e| fail("cannot connect", e.to_string()))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| fail("cannot create the tables", e.to_string()))?;
+        tx.batch_execute(SCHEMA)
+            .await
+            .map_err(|e| fail("cannot create the tables", e.to_string()))?;
+        tx.commit()
+            .await
+            .map_err(|e| fail("cannot create the tables", e.to_string()))?;
+        drop(client);
+        let (writes, queue) = mpsc::unbounded_channel();
+        let failing = Arc::new(AtomicBool::new(false));
+        let (thread_url, thread_shown, thread_failing) =
+            (url.to_string(), shown.clone(), Arc::clone(&failing));
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || {
+                // A runtime of its own: the writer's connections live and die with it, so
+                // `close` can wait for the last commit from any thread.
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime builds");
+                runtime.block_on(write_loop(thread_url, thread_shown, queue, &thread_failing));
+            })
+            .expect("spawn the store writer thread");
+        Ok(PostgresStore {
+            shown,
+            readers,
+            writes: Mutex::new(Some(writes)),
+            writer: Mutex::new(Some(handle)),
+            failing,
+        })
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Postgres(format!("{}: {}", self.shown, redact(&e.to_string())))
+    }
+}
+
+async fn write_loop(
+    url: String,
+    shown: String,
+    mut queue: mpsc::UnboundedReceiver<Pending>,
+    failing: &AtomicBool,
+) {
+    let pool = match pool(&url, 2) {
+        Ok(pool) => pool,
+        Err(e) => {
+            // The URL parsed in `open`, so this does not happen; fail every insert if it does.
+            tracing::error!(store = %shown, "the writer cannot make a pool: {e}");
+            while let Some((_, _, reply)) = queue.recv().await {
+                let _ = reply.send(Err(StoreError::Postgres(format!("{shown}: {e}"))));
+            }
+            return;
+        }
+    };
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let outcome = commit(&pool, &batch).await;
+        let failed = outcome.is_err();
+        if failed != failing.swap(failed, Ordering::Relaxed) {
+            match &outcome {
+                Err(error) => tracing::error!(
+                    store = %shown,
+                    "store writes are failing: {}; consumers back off until a commit succeeds",
+                    redact(error)
+                ),
+                Ok(_) => tracing::info!(store = %shown, "store writes succeed again"),
+            }
+        }
+        let stored_at_us = now_us();
+        match outcome {
+            Ok(outcomes) => {
+                for ((_, _, reply), outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = reply.send(Ok(Inserted {
+                        outcome,
+                        stored_at_us,
+                    }));
+                }
+            }
+            Err(error) => {
+                let message = format!("{shown}: {}", redact(&error));
+                for (_, _, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(StoreError::Postgres(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for the whole batch: insert the first occurrence of each id (one
+/// statement), then judge every insert that found its id stored (duplicate or conflict, by
+/// the body's digest), count the duplicates, and add the new records to the route counts.
+async fn commit(pool: &Pool, batch: &[Pending]) -> Result<Vec<InsertOutcome>, String> {
+    let mut client = pool.get().await.map_err(|e| e.to_string())?;
+    let tx = client.transaction().await.map_err(|e| e.to_string())?;
+    let digests: Vec<Vec<u8>> = batch
+        .iter()
+        .map(|(_, r, _)| digest(&r.payload).to_vec())
+        .collect();
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for (i, (_, record, _)) in batch.iter().enumerate() {
+        first.entry(record.id.as_str()).or_insert(i);
+    }
+    let mut firsts: Vec<usize> = first.values().copied().collect();
+    firsts.sort_unstable();
+    let column = |f: &dyn Fn(usize) -> String| firsts.iter().map(|i| f(*i)).collect::<Vec<_>>();
+    let ids = column(&|i| batch[i].1.id.clone());
+    let routes = column(&|i| batch[i].0.name().to_string());
+    let payloads = column(&|i| String::from_utf8_lossy(&batch[i].1.payload).into_owned());
+    let accepted: Vec<i64> = firsts.iter().map(|i| batch[*i].1.accepted_at_us).collect();
+    let first_digests: Vec<&Vec<u8>> = firsts.iter().map(|i| &digests[*i]).collect();
+    let inserted = tx
+        .query(
+            "INSERT INTO records (id, route, payload, accepted_at, digest, stored_at)
+             SELECT u.id, u.route, u.payload, u.accepted_at, u.digest, $6
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::bytea[])
+                  AS u(id, route, payload, accepted_at, digest)
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id",
+            &[
+                &ids,
+                &routes,
+                &payloads,
+                &accepted,
+                &first_digests,
+                &now_us(),
+            ],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let new_ids: std::collections::HashSet<String> =
+        inserted.iter().map(|row| row.get::<_, String>(0)).collect();
+
+    // Every insert that is not the new row of its id meets a stored body.
+    let is_new = |i: usize| first[batch[i].1.id.as_str()] == i && new_ids.contains(&batch[i].1.id);
+    let mut met: Vec<String> = (0..batch.len())
+        .filter(|i| !is_new(*i))
+        .map(|i| batch[i].1.id.clone())
+        .collect();
+    met.sort_unstable();
+    met.dedup();
+    let stored: HashMap<String, Vec<u8>> = if met.is_empty() {
+        HashMap::new()
+    } else {
+        tx.query("SELECT id, digest FROM records WHERE id = ANY($1)", &[&met])
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect()
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut duplicates: BTreeMap<&str, i64> = BTreeMap::new();
+    for (i, (_, record, _)) in batch.iter().enumerate() {
+        if is_new(i) {
+            outcomes.push(InsertOutcome::New);
+        } else if stored.get(&record.id) == Some(&digests[i]) {
+            *duplicates.entry(record.id.as_str()).or_default() += 1;
+            outcomes.push(InsertOutcome::Duplicate);
+        } else {
+            outcomes.push(InsertOutcome::Conflict);
+        }
+    }
+    if !duplicates.is_empty() {
+        // In id order, so two processes counting the same ids lock them in the same order.
+        let (ids, counts): (Vec<&str>, Vec<i64>) = duplicates.into_iter().unzip();
+        tx.execute(
+            "UPDATE records SET duplicates = records.duplicates + d.n
+             FROM UNNEST($1::text[], $2::int8[]) AS d(id, n) WHERE records.id = d.id",
+            &[&ids, &counts],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    for route in Route::ALL {
+        let n = (0..batch.len())
+            .filter(|i| batch[*i].0 == route && outcomes[*i] == InsertOutcome::New)
+            .count() as i64;
+        if n > 0 {
+            tx.execute(
+                "INSERT INTO route_counts (route, n) VALUES ($1, $2)
+                 ON CONFLICT (route) DO UPDATE SET n = route_counts.n + excluded.n",
+                &[&route.name(), &n],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+    }
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(outcomes)
+}
+
+impl Store for PostgresStore {
+    fn insert(
+        &self,
+        route: Route,
+        record: crate::record::Record,
+    ) -> BoxFuture<'_, Result<Inserted, StoreError>> {
+        Box::pin(async move {
+            let (reply, done) = tokio::sync::oneshot::channel();
+            self.writes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .ok_or(StoreError::Closed)?
+                .send((route, record, reply))
+                .map_err(|_| StoreError::Closed)?;
+            done.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn latest(&self, limit: usize) -> BoxFuture<'_, Result<Vec<StoredRow>, StoreError>> {
+        Box::pin(async move {
+            let client = self.readers.get().await.map_err(|e| self.error(e))?;
+            let rows = client
+                .query(
+                    "SELECT id, route, payload, accepted_at, stored_at FROM records
+                     ORDER BY stored_at DESC, id DESC LIMIT $1",
+                    &[&(limit as i64)],
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            Ok(rows
+                .into_iter()
+                .map(|row| {
+                    let payload: String = row.get(2);
+                    StoredRow {
+                        id: row.get(0),
+                        route: row.get(1),
+                        payload: serde_json::from_str(&payload)
+                            .unwrap_or(serde_json::Value::String(payload)),
+                        accepted_at_us: row.get(3),
+                        stored_at_us: row.get(4),
+                    }
+                })
+                .collect())
+        })
+    }
+
+    fn counts(&self) -> BoxFuture<'_, Result<BTreeMap<Route, u64>, StoreError>> {
+        Box::pin(async move {
+            let client = self.readers.get().await.map_err(|e| self.error(e))?;
+            let rows = client
+                .query("SELECT route, n FROM route_counts", &[])
+                .await
+                .map_err(|e| self.error(e))?;
+            let mut counts: BTreeMap<Route, u64> = Route::ALL.iter().map(|r| (*r, 0)).collect();
+            for row in rows {
+                if let Some(route) = Route::from_name(row.get(0)) {
+                    counts.insert(route, row.get::<_, i64>(1) as u64);
+                }
+            }
+            Ok(counts)
+        })
+    }
+
+    fn with_prefix(
+        &self,
+        prefix: String,
+        after: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<LedgerRow>, StoreError>> {
+        Box::pin(async move {
+            let client = self.readers.get().await.map_err(|e| self.error(e))?;
+            // A range on the primary key (collation "C": byte order, as SQLite's).
+            let upper = format!("{prefix}\u{10FFFF}");
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = client
+                .query(
+                    "SELECT id, route, duplicates FROM records
+                     WHERE id >= $1 AND id < $2 AND ($3::text IS NULL OR id > $3)
+                     ORDER BY id LIMIT $4",
+                    &[&prefix, &upper, &after, &limit],
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            rows.into_iter()
+                .map(|row| {
+                    let route: String = row.get(1);
+                    Ok(LedgerRow {
+                        id: row.get(0),
+                        route: Route::from_name(&route).ok_or_else(|| {
+                            self.error(format!("a record has the unknown route '{route}'"))
+                        })?,
+                        duplicates: row.get::<_, i64>(2) as u64,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn writes_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    fn close(&self) {
+        // Dropping the sender ends the writer's queue: it commits what is left and exits.
+        drop(self.writes.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(handle) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = handle.join();
+        }
+    }
+}
