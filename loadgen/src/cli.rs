@@ -85,9 +85,11 @@ pub struct Cli {
     #[arg(long)]
     pub post_only: bool,
 
-    /// The receivers to reconcile with after the run (GET /stats, GET /records) [default: --host]
+    /// The receivers to reconcile with after the run (GET /stats, GET /records), repeatable:
+    /// one URL per receivers process when they run one path each behind a balancer
+    /// (their /stats are merged; they share one store) [default: --host]
     #[arg(long, value_name = "URL")]
-    pub receivers: Option<String>,
+    pub receivers: Vec<String>,
 
     /// How long to wait after the run for the receivers to store what is in flight
     #[arg(long, value_name = "TIME", default_value = "30s")]
@@ -130,8 +132,8 @@ pub struct Settings {
     pub progress_every: Duration,
     pub max_rps: Option<usize>,
     pub post_only: bool,
-    /// `None` when --no-reconcile.
-    pub receivers: Option<url::Url>,
+    /// Empty when --no-reconcile.
+    pub receivers: Vec<url::Url>,
     pub drain_timeout: Duration,
 }
 
@@ -175,14 +177,21 @@ impl Cli {
                 source: RuleSource::Cli,
             });
         }
-        let receivers = match (&self.receivers, self.no_reconcile) {
-            (_, true) => None,
-            (None, false) => Some(host.clone()),
-            (Some(text), false) => Some(parse_host(text).map_err(|_| {
-                LoadgenError::Usage(format!(
-                    "--receivers {text}: give the receivers' base URL, such as http://127.0.0.1:8080"
-                ))
-            })?),
+        let receivers = if self.no_reconcile {
+            Vec::new()
+        } else if self.receivers.is_empty() {
+            vec![host.clone()]
+        } else {
+            self.receivers
+                .iter()
+                .map(|text| {
+                    parse_host(text).map_err(|_| {
+                        LoadgenError::Usage(format!(
+                            "--receivers {text}: give the receivers' base URL, such as http://127.0.0.1:8080"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?
         };
         let drain_timeout = parse_span(&self.drain_timeout, BareUnit::Seconds)
             .map_err(|e| LoadgenError::Usage(format!("--drain-timeout: {e}")))?;

@@ -1,15 +1,20 @@
-//! Reconciliation: after the run, ask the receivers what they stored of this run's sends
-//! (by Idempotency-Key prefix) and build the per-route delivery ledger: accepted, stored,
-//! lost, duplicates, rejected, plus the run's own ingress/hop/e2e latency histograms.
+//! Reconciliation: after the run, page through what the receivers stored of this run's
+//! keys (by Idempotency-Key prefix) until every accepted key is there or the drain timeout
+//! passes, and build the per-route delivery ledger: accepted, stored, lost, duplicates,
+//! rejected, plus the run's own ingress/hop/e2e latency histograms. Both sides are held in
+//! memory bounded by the users (`sent::Ranges`), never as a list of every id. Several
+//! receivers processes (one per path, sharing a store) are read as one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use contract::{RecordsPage, Route, RouteStats, Stage, StatsSnapshot};
+use contract::{LedgerRow, RecordsPage, Route, RouteStats, Stage, StatsSnapshot};
 use hdrhistogram::Histogram;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::sent::{self, Ranges, SentSnapshot};
 
 /// The routes the receivers run, by name, in report order.
 pub const ROUTES: [&str; 3] = [
@@ -20,26 +25,23 @@ pub const ROUTES: [&str; 3] = [
 /// Lost ids listed per route at most; the count is always exact.
 pub const LOST_IDS_LISTED: usize = 100;
 
-/// One POST as the ledger needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Send {
-    pub key: String,
-    /// The route named in the answer, if any (the receivers name it in 201s and errors).
-    pub route: Option<String>,
-    pub accepted: bool,
-}
-
 /// The delivery section of `loadgen.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Delivery {
+    /// The receivers read, comma-separated when there are several.
     pub receivers: String,
-    /// Whether in-flight reached zero before the drain timeout.
+    /// Whether every accepted key was found stored before the drain timeout.
     pub drained: bool,
     pub drain_secs: f64,
     /// Per route; `all` sums them.
     pub routes: BTreeMap<String, RouteLedger>,
     /// Refusals whose answer named no route (the front door with every path down).
     pub unrouted_rejected: u64,
+    /// A receivers process restarted during the run (its `instance_id` changed): its
+    /// counters and histograms began again, so the run's latency and store-side counts
+    /// cannot be told apart and are left out. The ids are reconciled all the same.
+    #[serde(default)]
+    pub receivers_restarted: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -63,7 +65,8 @@ pub struct RouteLedger {
     pub rejected: u64,
     /// Accepted per second over the run.
     pub throughput: f64,
-    /// Up to `LOST_IDS_LISTED` lost ids.
+    /// Up to `LOST_IDS_LISTED` lost ids. The `all` row always lists them; a route's row
+    /// lists them when it is the only route that lost any (a key's route is not kept).
     pub lost_ids: Vec<String>,
     /// Per stage (`ingress`, `hop`, `e2e`), this run's latency as the receivers measured it.
     pub latency: BTreeMap<String, StageLatency>,
@@ -81,28 +84,58 @@ pub struct StageLatency {
     pub distribution: Vec<[f64; 2]>,
 }
 
-/// The receivers' HTTP API, as far as reconciliation needs it.
+/// The receivers' HTTP API, as far as reconciliation needs it: one process, or several
+/// (one per path) that share a store.
 pub struct Receivers {
-    base: url::Url,
+    bases: Vec<url::Url>,
     http: reqwest::Client,
 }
 
+/// What the store holds of this run's accepted keys: per user the sequence numbers found,
+/// and per route the records and the duplicate inserts they absorbed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    pub by_user: HashMap<usize, Ranges>,
+    pub routes: BTreeMap<Route, (u64, u64)>,
+}
+
+impl Stored {
+    /// Books one stored row, if its key is one this run had accepted.
+    pub fn add(&mut self, run_id: &str, sent: &SentSnapshot, row: &LedgerRow) {
+        let Some((user, n)) = sent::parse_key(run_id, &row.id) else {
+            return;
+        };
+        if !sent.accepted.get(&user).is_some_and(|r| r.contains(n)) {
+            return;
+        }
+        self.by_user.entry(user).or_default().insert(n);
+        let route = self.routes.entry(row.route).or_default();
+        route.0 += 1;
+        route.1 += row.duplicates;
+    }
+}
+
 impl Receivers {
-    pub fn new(base: url::Url) -> Receivers {
+    pub fn new(bases: Vec<url::Url>) -> Receivers {
+        assert!(!bases.is_empty(), "at least one receivers URL");
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("a plain HTTP client builds");
-        Receivers { base, http }
+        Receivers { bases, http }
     }
 
     pub fn url(&self) -> String {
-        self.base.to_string()
+        self.bases
+            .iter()
+            .map(url::Url::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
-        let url = self.base.join(path).map_err(|e| e.to_string())?;
+    async fn get<T: DeserializeOwned>(&self, base: &url::Url, path: &str) -> Result<T, String> {
+        let url = base.join(path).map_err(|e| e.to_string())?;
         let response = self
             .http
             .get(url.clone())
@@ -118,47 +151,60 @@ impl Receivers {
             .map_err(|e| format!("GET {url}: not the receivers' answer ({e})"))
     }
 
-    /// `GET /stats`; a server that is not the receivers (or another version of them) fails
-    /// here, with what did not match.
+    /// `GET /stats` of every receivers process, merged into one (counters summed,
+    /// histograms added); a server that is not the receivers fails here, with what did not
+    /// match.
     pub async fn stats(&self) -> Result<StatsSnapshot, String> {
-        self.get("stats").await
-    }
-
-    /// Polls `/stats` until nothing is in flight or `limit` passes; returns the last snapshot.
-    pub async fn drain(&self, limit: Duration) -> Result<(StatsSnapshot, bool, f64), String> {
-        let started = Instant::now();
-        loop {
-            let stats = self.stats().await?;
-            let in_flight: u64 = stats.routes.values().map(|r| r.in_flight).sum();
-            if in_flight == 0 {
-                return Ok((stats, true, started.elapsed().as_secs_f64()));
-            }
-            if started.elapsed() >= limit {
-                return Ok((stats, false, started.elapsed().as_secs_f64()));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut snapshots = Vec::with_capacity(self.bases.len());
+        for base in &self.bases {
+            snapshots.push(self.get::<StatsSnapshot>(base, "stats").await?);
         }
+        StatsSnapshot::merge(snapshots)
     }
 
-    /// The stored records of this run: id -> (route, duplicates).
-    pub async fn stored(&self, run_id: &str) -> Result<HashMap<String, (String, u64)>, String> {
-        let mut stored = HashMap::new();
+    /// Pages through the stored records of this run, keeping only those of accepted keys.
+    /// The processes share one store, so the first answers for all.
+    pub async fn stored(&self, run_id: &str, sent: &SentSnapshot) -> Result<Stored, String> {
+        let encode =
+            |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let mut stored = Stored::default();
         let mut after: Option<String> = None;
         loop {
-            let encode =
-                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let mut path = format!("records?prefix={}", encode(&format!("{run_id}-")));
             if let Some(after) = &after {
                 path.push_str(&format!("&after={}", encode(after)));
             }
-            let page: RecordsPage = self.get(&path).await?;
-            for r in page.records {
-                stored.insert(r.id, (r.route.name().to_string(), r.duplicates));
+            let page: RecordsPage = self.get(&self.bases[0], &path).await?;
+            for row in &page.records {
+                stored.add(run_id, sent, row);
             }
             match page.next {
                 Some(next) => after = Some(next),
                 None => return Ok(stored),
             }
+        }
+    }
+
+    /// Polls the store until every accepted key of this run is there, or `limit` passes:
+    /// waits on the run's own keys, not on a process-wide in-flight counter.
+    pub async fn drain(
+        &self,
+        run_id: &str,
+        sent: &SentSnapshot,
+        limit: Duration,
+    ) -> Result<(Stored, bool, f64), String> {
+        let started = Instant::now();
+        let accepted: u64 = sent.accepted.values().map(Ranges::len).sum();
+        loop {
+            let stored = self.stored(run_id, sent).await?;
+            let found: u64 = stored.by_user.values().map(Ranges::len).sum();
+            if found >= accepted {
+                return Ok((stored, true, started.elapsed().as_secs_f64()));
+            }
+            if started.elapsed() >= limit {
+                return Ok((stored, false, started.elapsed().as_secs_f64()));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 }
@@ -169,23 +215,35 @@ impl Receivers {
 pub async fn reconcile(
     receivers: &Receivers,
     run_id: &str,
-    sends: &[Send],
+    sent: &SentSnapshot,
     start: Option<&StatsSnapshot>,
     drain_timeout: Duration,
     duration_secs: f64,
     dir: &Path,
 ) -> Result<(Delivery, Vec<String>), String> {
     eprintln!(
-        "loadgen: reconciling {} sends with the receivers at {} (waiting up to {:?} for in-flight records)",
-        sends.len(),
+        "loadgen: reconciling {} sends with the receivers at {} (waiting up to {:?} for accepted records to be stored)",
+        sent.sends(),
         receivers.url(),
         drain_timeout
     );
-    let (end, drained, drain_secs) = receivers.drain(drain_timeout).await?;
-    let stored = receivers.stored(run_id).await?;
-    let (mut routes, unrouted_rejected) = ledger(sends, &stored, duration_secs);
-    add_store_side_counts(&mut routes, start, &end);
-    let histograms = run_histograms(start, &end);
+    let (stored, drained, drain_secs) = receivers.drain(run_id, sent, drain_timeout).await?;
+    let end = receivers.stats().await?;
+    let (mut routes, unrouted_rejected) = ledger(run_id, sent, &stored, duration_secs);
+    // Counters and histograms count since each process started: the difference is this
+    // run's only if the same processes answered before and after.
+    let restarted = start.is_some_and(|s| s.instance_id != end.instance_id);
+    let histograms = if restarted {
+        eprintln!(
+            "loadgen: the receivers restarted during the run (instance {} before, {} after): their latency and store-side counts for this run cannot be told apart and are left out",
+            start.map(|s| s.instance_id.as_str()).unwrap_or_default(),
+            end.instance_id
+        );
+        BTreeMap::new()
+    } else {
+        add_store_side_counts(&mut routes, start, &end);
+        run_histograms(start, &end)
+    };
     for ((route, stage), h) in &histograms {
         if let Some(row) = routes.get_mut(route) {
             row.latency.insert(stage.clone(), stage_latency(h));
@@ -205,6 +263,7 @@ pub async fn reconcile(
         drain_secs,
         routes,
         unrouted_rejected,
+        receivers_restarted: restarted,
     };
     Ok((delivery, files))
 }
@@ -214,13 +273,18 @@ pub async fn reconcile(
 /// up in the store, so `stored` and `lost` mean nothing here.
 pub fn provisional(
     receivers: String,
-    sends: &[Send],
+    run_id: &str,
+    sent: &SentSnapshot,
     start: Option<&StatsSnapshot>,
     now: Option<&StatsSnapshot>,
     duration_secs: f64,
 ) -> Delivery {
-    let (mut routes, unrouted_rejected) = ledger(sends, &HashMap::new(), duration_secs);
-    if let Some(now) = now {
+    let (mut routes, unrouted_rejected) = ledger(run_id, sent, &Stored::default(), duration_secs);
+    let restarted = match (start, now) {
+        (Some(start), Some(now)) => start.instance_id != now.instance_id,
+        _ => false,
+    };
+    if let (Some(now), false) = (now, restarted) {
         add_store_side_counts(&mut routes, start, now);
         for ((route, stage), h) in &run_histograms(start, now) {
             if let Some(row) = routes.get_mut(route) {
@@ -234,13 +298,15 @@ pub fn provisional(
         drain_secs: 0.0,
         routes,
         unrouted_rejected,
+        receivers_restarted: restarted,
     }
 }
 
 /// The ledger from what was sent and what is stored (pure, so it is unit-tested).
 pub fn ledger(
-    sends: &[Send],
-    stored: &HashMap<String, (String, u64)>,
+    run_id: &str,
+    sent: &SentSnapshot,
+    stored: &Stored,
     duration_secs: f64,
 ) -> (BTreeMap<String, RouteLedger>, u64) {
     let mut routes: BTreeMap<String, RouteLedger> = ROUTES
@@ -248,42 +314,48 @@ pub fn ledger(
         .chain(["all"].iter())
         .map(|r| (r.to_string(), RouteLedger::default()))
         .collect();
-    let mut unrouted_rejected = 0;
-    let mut counted: BTreeSet<&str> = BTreeSet::new();
-    for send in sends {
-        let Some(route) = send.route.as_deref().filter(|r| routes.contains_key(*r)) else {
-            if !send.accepted {
-                unrouted_rejected += 1;
-            }
-            continue;
-        };
-        if !send.accepted {
-            for name in [route, "all"] {
-                routes.get_mut(name).expect("known route").rejected += 1;
-            }
-            continue;
+    for route in Route::ALL {
+        let counts = sent.routes.get(&route).copied().unwrap_or_default();
+        let (found, duplicates) = stored.routes.get(&route).copied().unwrap_or_default();
+        for name in [route.name(), "all"] {
+            let row = routes.get_mut(name).expect("a known route");
+            row.accepted += counts.accepted;
+            row.rejected += counts.rejected;
+            row.stored += found;
+            row.duplicates += duplicates;
         }
-        // A key's duplicates are counted once, however often it was accepted.
-        let first = counted.insert(send.key.as_str());
-        for name in [route, "all"] {
-            let row = routes.get_mut(name).expect("known route");
-            row.accepted += 1;
-            match stored.get(&send.key) {
-                Some((_, duplicates)) => {
-                    row.stored += 1;
-                    if first {
-                        row.duplicates += duplicates;
-                    }
-                }
-                None => {
-                    row.lost += 1;
-                    if row.lost_ids.len() < LOST_IDS_LISTED {
-                        row.lost_ids.push(send.key.clone());
-                    }
-                }
+    }
+    // Lost: accepted keys the store does not hold, counted exactly from the ranges.
+    let empty = Ranges::default();
+    let mut users: Vec<&usize> = sent.accepted.keys().collect();
+    users.sort_unstable();
+    let mut lost = 0;
+    let mut lost_ids = Vec::new();
+    for user in users {
+        let found = stored.by_user.get(user).unwrap_or(&empty);
+        for n in sent.accepted[user].missing_from(found) {
+            lost += 1;
+            if lost_ids.len() < LOST_IDS_LISTED {
+                lost_ids.push(sent::key(run_id, *user, n));
             }
         }
     }
+    for route in ROUTES {
+        let row = routes.get_mut(route).expect("a known route");
+        row.lost = row.accepted.saturating_sub(row.stored);
+    }
+    // A key's route is not kept; when one route lost them all, the ids are its.
+    let losing: Vec<&str> = ROUTES
+        .iter()
+        .copied()
+        .filter(|r| routes[*r].lost > 0)
+        .collect();
+    if let [only] = losing[..] {
+        routes.get_mut(only).expect("a known route").lost_ids = lost_ids.clone();
+    }
+    let all = routes.get_mut("all").expect("the all row");
+    all.lost = lost;
+    all.lost_ids = lost_ids;
     for row in routes.values_mut() {
         row.throughput = if duration_secs > 0.0 {
             row.accepted as f64 / duration_secs
@@ -291,7 +363,7 @@ pub fn ledger(
             0.0
         };
     }
-    (routes, unrouted_rejected)
+    (routes, sent.unrouted_rejected)
 }
 
 /// Conflicts and dead-lettered records happen on the store side, past what loadgen can see
@@ -358,10 +430,11 @@ pub fn table(delivery: &Delivery) -> String {
     let mut out = format!(
         "Delivery (receivers at {}{}):\n{:<10} {:>9} {:>9} {:>6} {:>10} {:>9} {:>13} {:>9} {:>10} {:>10}\n",
         delivery.receivers,
-        if delivery.drained {
-            ""
-        } else {
-            ", NOT drained"
+        match (delivery.drained, delivery.receivers_restarted) {
+            (true, false) => "",
+            (false, false) => ", NOT drained",
+            (true, true) => ", restarted during the run: no latency",
+            (false, true) => ", NOT drained, restarted during the run: no latency",
         },
         "route",
         "accepted",
@@ -449,32 +522,38 @@ pub fn write_hgrm(
 mod tests {
     use super::*;
 
-    fn send(key: &str, route: Option<&str>, accepted: bool) -> Send {
-        Send {
-            key: key.into(),
-            route: route.map(str::to_string),
-            accepted,
-        }
-    }
+    use crate::sent::SentLedger;
 
     #[test]
     fn the_ledger_counts_lost_duplicates_and_rejections_per_route() {
-        let sends = vec![
-            send("r-u0-0", Some("nats"), true),
-            send("r-u0-1", Some("nats"), true),
-            send("r-u0-2", Some("grpc"), false),
-            send("r-u0-2", Some("grpc"), true), // resent after the 503
-            send("r-u0-3", Some("rabbitmq"), true),
-            send("r-u0-4", None, false),
-        ];
-        let stored: HashMap<String, (String, u64)> = [
-            ("r-u0-0".to_string(), ("nats".to_string(), 2)),
-            ("r-u0-2".to_string(), ("grpc".to_string(), 0)),
-            ("r-u0-3".to_string(), ("rabbitmq".to_string(), 0)),
-        ]
-        .into_iter()
-        .collect();
-        let (routes, unrouted) = ledger(&sends, &stored, 2.0);
+        let sent = SentLedger::default();
+        for (n, route, accepted) in [
+            (0, Some(Route::Nats), true),
+            (1, Some(Route::Nats), true),
+            (2, Some(Route::Grpc), false),
+            (3, Some(Route::Grpc), true),
+            (4, Some(Route::Rabbitmq), true),
+            (5, None, false),
+        ] {
+            sent.record(0, n, route, accepted);
+        }
+        let sent = sent.snapshot();
+        let mut stored = Stored::default();
+        for (id, route, duplicates) in [
+            ("r-u0-0", Route::Nats, 2),
+            ("r-u0-3", Route::Grpc, 0),
+            ("r-u0-4", Route::Rabbitmq, 0),
+            ("r-u0-2", Route::Grpc, 0), // refused, yet stored: not this run's to count
+            ("r-u1-0", Route::Grpc, 0), // never sent
+        ] {
+            let row = LedgerRow {
+                id: id.into(),
+                route,
+                duplicates,
+            };
+            stored.add("r", &sent, &row);
+        }
+        let (routes, unrouted) = ledger("r", &sent, &stored, 2.0);
         let nats = &routes["nats"];
         assert_eq!(
             (nats.accepted, nats.stored, nats.lost, nats.duplicates),
@@ -498,6 +577,7 @@ mod tests {
             ),
             (4, 3, 1, 1, 2)
         );
+        assert_eq!(all.lost_ids, vec!["r-u0-1"]);
         assert_eq!(unrouted, 1);
     }
 
@@ -540,7 +620,7 @@ mod tests {
 
     #[test]
     fn conflicts_and_dead_letters_are_this_runs_share_of_the_receivers_counts() {
-        let (mut routes, _) = ledger(&[], &HashMap::new(), 1.0);
+        let (mut routes, _) = ledger("r", &SentSnapshot::default(), &Stored::default(), 1.0);
         let start = snapshot(vec![(Route::Nats, route_stats(2, 1, &[]))]);
         let end = snapshot(vec![
             (Route::Nats, route_stats(5, 1, &[])),
@@ -559,6 +639,21 @@ mod tests {
             (routes["all"].conflicts, routes["all"].dead_lettered),
             (4, 4)
         );
+    }
+
+    #[test]
+    fn a_receivers_restart_leaves_the_latency_and_store_side_counts_out() {
+        let start = snapshot(vec![(Route::Nats, route_stats(2, 0, &[100_000]))]);
+        let mut end = snapshot(vec![(Route::Nats, route_stats(1, 0, &[1_000, 2_000]))]);
+        end.instance_id = "receivers-after-restart".into();
+        let sent = SentSnapshot::default();
+        let delivery = provisional("u".into(), "r", &sent, Some(&start), Some(&end), 1.0);
+        assert!(delivery.receivers_restarted);
+        assert!(delivery.routes["nats"].latency.is_empty());
+        assert_eq!(delivery.routes["nats"].conflicts, 0);
+        let same = provisional("u".into(), "r", &sent, Some(&start), Some(&start), 1.0);
+        assert!(!same.receivers_restarted);
+        assert_eq!(same.routes["nats"].latency["e2e"].count, 0);
     }
 
     #[test]

@@ -348,6 +348,7 @@ mod tests {
             .into_iter()
             .collect(),
             unrouted_rejected: 0,
+            receivers_restarted: false,
         };
         let rules = [
             cli("lost==0"),

@@ -183,16 +183,24 @@ fn routes(page: &mut String, delivery: &Delivery) {
         page,
         "<section id=\"delivery\"><h2>Delivery by route</h2><p class=\"muted\">Reconciled with the receivers at {} by Idempotency-Key; {}.</p>",
         escape(&delivery.receivers),
-        if delivery.drained {
-            format!(
-                "everything in flight was stored within {:.1} s",
-                delivery.drain_secs
-            )
-        } else {
-            format!(
-                "records were still in flight after {:.1} s (--drain-timeout)",
-                delivery.drain_secs
-            )
+        {
+            let mut said = if delivery.drained {
+                format!(
+                    "every accepted record was found stored within {:.1} s",
+                    delivery.drain_secs
+                )
+            } else {
+                format!(
+                    "accepted records were still missing after {:.1} s (--drain-timeout)",
+                    delivery.drain_secs
+                )
+            };
+            if delivery.receivers_restarted {
+                said.push_str(
+                    "; a receivers process restarted during the run, so its latency and store-side counts for this run are not shown",
+                );
+            }
+            said
         }
     );
     page.push_str("<table><tr><th>route</th><th>accepted</th><th>stored</th><th>lost</th><th>duplicates</th><th>conflicts</th><th>dead-lettered</th><th>rejected</th><th>throughput</th><th>ingress p99</th><th>e2e p50</th><th>e2e p99</th></tr>");

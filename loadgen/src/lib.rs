@@ -20,6 +20,7 @@ pub mod replay;
 pub mod report;
 pub mod rule;
 pub mod run;
+pub mod sent;
 pub mod summary;
 pub mod svg;
 pub mod traffic;

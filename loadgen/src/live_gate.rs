@@ -101,10 +101,10 @@ pub fn spawn(
                 Some(r) => r.stats().await.ok(),
                 None => None,
             };
-            // Computed under the lock (no await in it) rather than copying every send.
             let so_far = delivery::provisional(
                 receivers.as_ref().map(|r| r.url()).unwrap_or_default(),
-                &replay.sends.lock().unwrap_or_else(|p| p.into_inner()),
+                &replay.run_id,
+                &replay.sent.counts(),
                 start.as_ref(),
                 now.as_ref(),
                 duration_so_far(),
@@ -156,6 +156,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             unrouted_rejected: 0,
+            receivers_restarted: false,
         }
     }
 

@@ -1,8 +1,8 @@
 //! How users replay the records: which record each POST / sends, the Idempotency-Key it
 //! carries, and the Goose scenario (POST / and GET /, equal weight) that drives it.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,8 +12,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::delivery::Send;
 use crate::progress::Live;
+use crate::sent::{self, SentLedger};
 
 /// Which records a user sends, and when it stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -48,9 +48,9 @@ pub struct Replay {
     pub seed: Option<u64>,
     pub run_id: String,
     pub live: Arc<Live>,
-    /// Every POST's key, the route its answer named, and whether it was accepted: the
-    /// sent side of the delivery ledger. Locked only to push, never across an await.
-    pub sends: Mutex<Vec<Send>>,
+    /// Which POSTs were accepted, by which route: the sent side of the delivery ledger,
+    /// bounded by the users. Locked only to book a send, never across an await.
+    pub sent: SentLedger,
 }
 
 /// One user's place in the replay: indices into the shared records, not a copy of them.
@@ -83,7 +83,7 @@ impl Replay {
 
     /// The Idempotency-Key of a user's n-th send: unique per (run, user, send).
     pub fn idempotency_key(&self, user: usize, sent: u64) -> String {
-        format!("{}-u{user}-{sent}", self.run_id)
+        sent::key(&self.run_id, user, sent)
     }
 
     fn plan_for(&self, user: usize) -> UserPlan {
@@ -178,7 +178,8 @@ async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionRe
         plan.spent = true;
         return Ok(());
     };
-    let key = replay.idempotency_key(user_index, plan.sent);
+    let n = plan.sent;
+    let key = replay.idempotency_key(user_index, n);
     plan.sent += 1;
     let body = replay.records[index as usize].clone();
     let request_builder = user
@@ -204,23 +205,14 @@ async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionRe
             .and_then(|body| route_named(&body)),
         Err(_) => None,
     };
-    let send = Send {
-        key,
-        route,
-        accepted,
-    };
-    replay
-        .sends
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(send);
+    replay.sent.record(user_index, n, route, accepted);
     Ok(())
 }
 
 /// The route a receivers' answer (201 or error) names, if it names one.
-fn route_named(body: &[u8]) -> Option<String> {
+fn route_named(body: &[u8]) -> Option<contract::Route> {
     let named: contract::answers::NamedRoute = serde_json::from_slice(body).ok()?;
-    named.route.map(|r| r.name().to_string())
+    named.route
 }
 
 async fn get_root(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionResult {
@@ -248,7 +240,7 @@ mod tests {
             seed: Some(7),
             run_id: "run".into(),
             live: Arc::default(),
-            sends: Mutex::default(),
+            sent: SentLedger::default(),
         }
     }
 
@@ -303,8 +295,8 @@ mod tests {
     #[test]
     fn answers_name_their_route() {
         assert_eq!(
-            route_named(br#"{"id":"a","route":"nats","duplicate":false}"#).as_deref(),
-            Some("nats")
+            route_named(br#"{"id":"a","route":"nats","duplicate":false}"#),
+            Some(contract::Route::Nats)
         );
         assert_eq!(route_named(br#"{"error":"x"}"#), None);
         assert_eq!(route_named(b"ok"), None);

@@ -72,10 +72,8 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     );
 
     // The receivers' counters before the run, so this run's latency can be told apart.
-    let receivers = settings
-        .receivers
-        .clone()
-        .map(|url| Arc::new(Receivers::new(url)));
+    let receivers = (!settings.receivers.is_empty())
+        .then(|| Arc::new(Receivers::new(settings.receivers.clone())));
     let start_stats = match &receivers {
         None => None,
         Some(r) => match r.stats().await {
@@ -97,7 +95,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         seed: settings.seed,
         run_id: run_id.clone(),
         live: Arc::clone(&live),
-        sends: Default::default(),
+        sent: Default::default(),
     });
     let config = goose_configuration(&settings, replay.iterations(), &dir);
     let attack = GooseAttack::initialize_with_config(config)
@@ -154,14 +152,14 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     goose::reset_killswitch();
     let metrics = goose_metrics(result)?;
 
-    let sends = std::mem::take(&mut *replay.sends.lock().unwrap_or_else(|p| p.into_inner()));
+    let sent = replay.sent.snapshot();
     let mut receiver_files = Vec::new();
     let delivery = match (&receivers, &start_stats) {
         (Some(receivers), Some(start)) => {
             let reconciled = delivery::reconcile(
                 receivers,
                 &run_id,
-                &sends,
+                &sent,
                 Some(start),
                 settings.drain_timeout,
                 duration,

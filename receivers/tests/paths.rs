@@ -19,7 +19,7 @@ async fn each_path_takes_a_record_to_the_store() {
     for route in Route::ALL {
         let body =
             format!("{{\"name\":\"Graeme\",\"msg\":\"via {route}\",\"ü\":[1,{{\"n\":null}}]}}");
-        let key = format!("each-{route}");
+        let key = format!("each-path-{route}");
         let (status, answer) = h.post(&h.entry(route), &key, &body).await;
         assert_eq!(status, 201, "{route}: {answer}");
         assert_eq!(
@@ -33,11 +33,20 @@ async fn each_path_takes_a_record_to_the_store() {
     })
     .await;
     for (id, route, payload) in stored_rows(&store) {
-        assert_eq!(id, format!("each-{route}"));
+        assert_eq!(id, format!("each-path-{route}"));
         let value: Value = serde_json::from_str(&payload).unwrap();
         assert_eq!(value["msg"], format!("via {route}"));
         assert_eq!(value["ü"], json!([1, {"n": null}]));
     }
+    // GET /records pages through a run's ids in id order.
+    let first = h.get_json("/records?prefix=each-path-&limit=2").await;
+    assert_eq!(first["count"], 2, "{first}");
+    assert_eq!(first["next"], "each-path-nats", "{first}");
+    let second = h
+        .get_json("/records?prefix=each-path-&after=each-path-nats")
+        .await;
+    assert_eq!(second["records"][0]["id"], "each-path-rabbitmq", "{second}");
+    assert!(second.get("next").is_none(), "the last page: {second}");
     // GET / reads them back, newest first, with counts per route.
     let read = h.get_json("/").await;
     assert_eq!(read["counts"], json!({"grpc": 1, "rabbitmq": 1, "nats": 1}));

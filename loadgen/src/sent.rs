@@ -1,0 +1,197 @@
+//! The sent side of the delivery ledger, in memory bounded by the users rather than by the
+//! requests: each user's keys are `<run>-u<user>-<n>` with `n` counting up, so what was
+//! accepted is a set of ranges of `n` per user (one range when nothing was refused), and
+//! the rest is counters per route. A soak of millions of POSTs keeps a few bytes per user.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use contract::Route;
+
+/// Non-overlapping half-open ranges `[start, end)` of sequence numbers, merged as they grow.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ranges {
+    /// start -> end
+    spans: BTreeMap<u64, u64>,
+}
+
+impl Ranges {
+    pub fn insert(&mut self, n: u64) {
+        if self.contains(n) {
+            return;
+        }
+        // Joins the range ending at n and the one starting at n + 1, when they exist.
+        let before = self
+            .spans
+            .range(..=n)
+            .next_back()
+            .filter(|(_, end)| **end == n)
+            .map(|(start, _)| *start);
+        let after = self.spans.remove(&(n + 1));
+        match before {
+            Some(start) => {
+                self.spans.insert(start, after.unwrap_or(n + 1));
+            }
+            None => {
+                self.spans.insert(n, after.unwrap_or(n + 1));
+            }
+        }
+    }
+
+    pub fn contains(&self, n: u64) -> bool {
+        self.spans
+            .range(..=n)
+            .next_back()
+            .is_some_and(|(_, end)| n < *end)
+    }
+
+    /// How many numbers are in the set.
+    pub fn len(&self) -> u64 {
+        self.spans.iter().map(|(start, end)| end - start).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Ranges held: the memory this set takes grows with these, not with `len`.
+    pub fn spans(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// The numbers in `self` and not in `other`, in order.
+    pub fn missing_from<'a>(&'a self, other: &'a Ranges) -> impl Iterator<Item = u64> + 'a {
+        self.spans
+            .iter()
+            .flat_map(|(start, end)| *start..*end)
+            .filter(move |n| !other.contains(*n))
+    }
+}
+
+/// Counts per route of the answers loadgen saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteCounts {
+    pub accepted: u64,
+    pub rejected: u64,
+}
+
+/// A copy of the sent ledger at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentSnapshot {
+    /// Per user, the sequence numbers of accepted POSTs (whatever route took them).
+    pub accepted: HashMap<usize, Ranges>,
+    pub routes: BTreeMap<Route, RouteCounts>,
+    /// Refusals whose answer named no route (the front door with every path down).
+    pub unrouted_rejected: u64,
+    /// 2xx answers that named no route (a target that is not the receivers).
+    pub unrouted_accepted: u64,
+}
+
+impl SentSnapshot {
+    pub fn sends(&self) -> u64 {
+        self.routes
+            .values()
+            .map(|c| c.accepted + c.rejected)
+            .sum::<u64>()
+            + self.unrouted_rejected
+            + self.unrouted_accepted
+    }
+
+    pub fn accepted_total(&self) -> u64 {
+        self.routes.values().map(|c| c.accepted).sum()
+    }
+}
+
+/// Written by every user after each POST; read once a second (live gate) and at the end.
+#[derive(Debug, Default)]
+pub struct SentLedger {
+    inner: Mutex<SentSnapshot>,
+}
+
+impl SentLedger {
+    /// Books POST number `n` of `user`: accepted or not, by the route its answer named.
+    pub fn record(&self, user: usize, n: u64, route: Option<Route>, accepted: bool) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match (route, accepted) {
+            (Some(route), true) => {
+                inner.routes.entry(route).or_default().accepted += 1;
+                inner.accepted.entry(user).or_default().insert(n);
+            }
+            (Some(route), false) => inner.routes.entry(route).or_default().rejected += 1,
+            (None, true) => inner.unrouted_accepted += 1,
+            (None, false) => inner.unrouted_rejected += 1,
+        }
+    }
+
+    pub fn snapshot(&self) -> SentSnapshot {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Counts only (no ranges): cheap enough to take every second.
+    pub fn counts(&self) -> SentSnapshot {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        SentSnapshot {
+            accepted: HashMap::new(),
+            routes: inner.routes.clone(),
+            unrouted_rejected: inner.unrouted_rejected,
+            unrouted_accepted: inner.unrouted_accepted,
+        }
+    }
+}
+
+/// The user and sequence number of a key `<run_id>-u<user>-<n>`.
+pub fn parse_key(run_id: &str, key: &str) -> Option<(usize, u64)> {
+    let rest = key.strip_prefix(run_id)?.strip_prefix("-u")?;
+    let (user, n) = rest.split_once('-')?;
+    Some((user.parse().ok()?, n.parse().ok()?))
+}
+
+/// The key of POST number `n` of `user`.
+pub fn key(run_id: &str, user: usize, n: u64) -> String {
+    format!("{run_id}-u{user}-{n}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_as_they_grow_in_any_order() {
+        let mut r = Ranges::default();
+        for n in [0, 1, 2, 5, 4, 3, 9] {
+            r.insert(n);
+        }
+        assert_eq!(r.spans(), 2, "{r:?}");
+        assert_eq!(r.len(), 7);
+        assert!(r.contains(5) && !r.contains(6) && r.contains(9));
+        r.insert(2);
+        assert_eq!(r.len(), 7, "inserting twice counts once");
+        let mut stored = Ranges::default();
+        for n in [0, 2, 3, 4, 5] {
+            stored.insert(n);
+        }
+        assert_eq!(r.missing_from(&stored).collect::<Vec<_>>(), [1, 9]);
+    }
+
+    #[test]
+    fn a_million_accepted_sends_of_one_user_are_one_range() {
+        let ledger = SentLedger::default();
+        for n in 0..1_000_000 {
+            ledger.record(7, n, Some(Route::Nats), true);
+        }
+        ledger.record(7, 1_000_000, Some(Route::Grpc), false);
+        let snapshot = ledger.snapshot();
+        assert_eq!(snapshot.accepted[&7].spans(), 1);
+        assert_eq!(snapshot.accepted[&7].len(), 1_000_000);
+        assert_eq!(snapshot.routes[&Route::Grpc].rejected, 1);
+        assert_eq!(snapshot.sends(), 1_000_001);
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        let run = "20261127-063015-ab12";
+        assert_eq!(parse_key(run, &key(run, 17, 4999)), Some((17, 4999)));
+        assert_eq!(parse_key(run, "20261127-063015-ab13-u1-2"), None);
+        assert_eq!(parse_key(run, &format!("{run}-u1-x")), None);
+    }
+}
