@@ -223,16 +223,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             let app = entry_app(entry, Arc::clone(&read_state));
             servers.push(spawn_server(listener, app, limits, &stop, &config));
         }
-        let listener = bind(
-            config.balancer_addr,
-            "front-door balancer",
-            "--balancer-addr",
-        )
-        .await?;
-        addrs.balancer = Some(listener.local_addr()?);
-        let balancer = Arc::new(front_door(&config, &addrs)?);
-        let app = balancer_app(balancer, read_state);
-        servers.push(spawn_server(listener, app, limits, &stop, &config));
+        if !config.no_balancer {
+            let listener = bind(
+                config.balancer_addr,
+                "front-door balancer",
+                "--balancer-addr",
+            )
+            .await?;
+            addrs.balancer = Some(listener.local_addr()?);
+            let balancer = Arc::new(front_door(&config, &addrs)?);
+            let app = balancer_app(balancer, read_state);
+            servers.push(spawn_server(listener, app, limits, &stop, &config));
+        }
     }
     log_listening(&addrs, &config);
 

@@ -167,6 +167,10 @@ pub struct Config {
     /// Run no HTTP entries and no balancer (consumers and gRPC server only)
     #[arg(long)]
     pub no_entries: bool,
+
+    /// Run no front door (another balancer, such as nginx, spreads over the entries)
+    #[arg(long)]
+    pub no_balancer: bool,
 }
 
 impl Config {
