@@ -324,6 +324,22 @@ mod tests {
     }
 
     #[test]
+    fn receivers_default_to_the_host_and_repeat_for_a_topology() {
+        let s = parse(&["-H", "http://127.0.0.1:8080"]).unwrap();
+        assert_eq!(s.receivers.len(), 1);
+        assert_eq!(s.receivers[0].as_str(), "http://127.0.0.1:8080/");
+        let s = parse(&[
+            "--receivers",
+            "http://127.0.0.1:8081",
+            "--receivers",
+            "http://127.0.0.1:8082",
+        ])
+        .unwrap();
+        assert_eq!(s.receivers.len(), 2);
+        assert!(parse(&["--no-reconcile"]).unwrap().receivers.is_empty());
+    }
+
+    #[test]
     fn bad_flags_are_usage_errors_that_name_the_flag() {
         for (args, needle) in [
             (&["--users", "0"][..], "--users 0"),

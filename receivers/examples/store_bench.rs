@@ -59,7 +59,9 @@ async fn main() {
         let location = StoreLocation::Sqlite(dir.path().join("bench.db"));
         let store = store::open(&location).await.expect("SQLite opens");
         let rate = fill(Arc::clone(&store), records, concurrency).await;
-        tokio::task::spawn_blocking(move || store.close()).await.unwrap();
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .unwrap();
         println!("round {round}: SQLite     {rate:>9.0} records/s");
         sqlite.push(rate);
 
@@ -68,7 +70,9 @@ async fn main() {
             .await
             .expect("PostgreSQL opens (scripts/postgres up)");
         let rate = fill(Arc::clone(&store), records, concurrency).await;
-        tokio::task::spawn_blocking(move || store.close()).await.unwrap();
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .unwrap();
         println!("round {round}: PostgreSQL {rate:>9.0} records/s");
         postgres.push(rate);
     }

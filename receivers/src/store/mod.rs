@@ -5,6 +5,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -7,8 +7,6 @@
 //! after a server restart; until then, inserts fail (and the consumers back off).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -16,6 +14,7 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
 
+use super::writer::{Health, Writer, take_queued};
 use super::{InsertOutcome, Inserted, LedgerRow, MAX_BATCH, Pending, Store, StoreError, StoredRow};
 use crate::record::{digest, now_us};
 use crate::redact::redact;
@@ -45,11 +44,7 @@ pub struct PostgresStore {
     /// The URL with its password redacted, for every message.
     shown: String,
     readers: Pool,
-    /// `None` once closed. Sending is synchronous, so the lock is never held across an await.
-    writes: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Set by the writer when a commit fails, cleared when one succeeds.
-    failing: Arc<AtomicBool>,
+    writer: Writer,
 }
 
 /// A pool on the current runtime; connections are made on demand and checked on reuse, so
@@ -100,28 +95,20 @@ impl PostgresStore {
             .await
             .map_err(|e| fail("cannot create the tables", e.to_string()))?;
         drop(client);
-        let (writes, queue) = mpsc::unbounded_channel();
-        let failing = Arc::new(AtomicBool::new(false));
-        let (thread_url, thread_shown, thread_failing) =
-            (url.to_string(), shown.clone(), Arc::clone(&failing));
-        let handle = std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || {
-                // A runtime of its own: the writer's connections live and die with it, so
-                // `close` can wait for the last commit from any thread.
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a current-thread runtime builds");
-                runtime.block_on(write_loop(thread_url, thread_shown, queue, &thread_failing));
-            })
-            .expect("spawn the store writer thread");
+        let thread_url = url.to_string();
+        let writer = Writer::start(shown.clone(), move |queue, health| {
+            // A runtime of its own: the writer's connections live and die with it, so
+            // `close` can wait for the last commit from any thread.
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime builds")
+                .block_on(write_loop(thread_url, queue, &health));
+        });
         Ok(PostgresStore {
             shown,
             readers,
-            writes: Mutex::new(Some(writes)),
-            writer: Mutex::new(Some(handle)),
-            failing,
+            writer,
         })
     }
 
@@ -130,12 +117,8 @@ impl PostgresStore {
     }
 }
 
-async fn write_loop(
-    url: String,
-    shown: String,
-    mut queue: mpsc::UnboundedReceiver<Pending>,
-    failing: &AtomicBool,
-) {
+async fn write_loop(url: String, mut queue: mpsc::UnboundedReceiver<Pending>, health: &Health) {
+    let shown = redact(&url);
     let pool = match pool(&url, 2) {
         Ok(pool) => pool,
         Err(e) => {
@@ -150,24 +133,9 @@ async fn write_loop(
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.recv().await {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+        take_queued(&mut queue, &mut batch);
         let outcome = commit(&pool, &batch).await;
-        let failed = outcome.is_err();
-        if failed != failing.swap(failed, Ordering::Relaxed) {
-            match &outcome {
-                Err(error) => tracing::error!(
-                    store = %shown,
-                    "store writes are failing: {}; consumers back off until a commit succeeds",
-                    redact(error)
-                ),
-                Ok(_) => tracing::info!(store = %shown, "store writes succeed again"),
-            }
-        }
+        health.commit(outcome.as_ref().err().map(|e| redact(e)).as_deref());
         let stored_at_us = now_us();
         match outcome {
             Ok(outcomes) => {
@@ -297,17 +265,7 @@ impl Store for PostgresStore {
         route: Route,
         record: crate::record::Record,
     ) -> BoxFuture<'_, Result<Inserted, StoreError>> {
-        Box::pin(async move {
-            let (reply, done) = tokio::sync::oneshot::channel();
-            self.writes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .ok_or(StoreError::Closed)?
-                .send((route, record, reply))
-                .map_err(|_| StoreError::Closed)?;
-            done.await.map_err(|_| StoreError::Closed)?
-        })
+        Box::pin(self.writer.insert(route, record))
     }
 
     fn latest(&self, limit: usize) -> BoxFuture<'_, Result<Vec<StoredRow>, StoreError>> {
@@ -391,14 +349,10 @@ impl Store for PostgresStore {
     }
 
     fn writes_failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
+        self.writer.failing()
     }
 
     fn close(&self) {
-        // Dropping the sender ends the writer's queue: it commits what is left and exits.
-        drop(self.writes.lock().unwrap_or_else(|p| p.into_inner()).take());
-        if let Some(handle) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = handle.join();
-        }
+        self.writer.close();
     }
 }

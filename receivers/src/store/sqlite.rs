@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use rusqlite::{Connection, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+use super::writer::{Health, Writer, take_queued};
 use super::{InsertOutcome, Inserted, LedgerRow, MAX_BATCH, Pending, Store, StoreError, StoredRow};
 use crate::record::{Record, digest, now_us};
 use crate::route::Route;
@@ -17,14 +18,10 @@ use crate::route::Route;
 /// SQLite behind the `Store` trait: a writer thread for inserts, a few readers for queries.
 pub struct SqliteStore {
     path: PathBuf,
-    /// `None` once closed. Sending is synchronous, so the lock is never held across an await.
-    writes: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
     /// Read connections, used in turn: WAL lets them all read while the writer commits.
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: AtomicUsize,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Set by the writer thread when a commit fails, cleared when one succeeds.
-    failing: Arc<AtomicBool>,
+    writer: Writer,
 }
 
 /// Read connections: enough that `GET /` under load does not queue behind one.
@@ -96,21 +93,15 @@ impl SqliteStore {
                 .map_err(sqlite)?;
             readers.push(Arc::new(Mutex::new(reader)));
         }
-        let (writes, queue) = mpsc::unbounded_channel();
         let thread_path = path.to_path_buf();
-        let failing = Arc::new(AtomicBool::new(false));
-        let thread_failing = Arc::clone(&failing);
-        let handle = std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || write_loop(writer, queue, thread_path, &thread_failing))
-            .expect("spawn the store writer thread");
+        let writer = Writer::start(path.display().to_string(), move |queue, health| {
+            write_loop(writer, queue, thread_path, &health)
+        });
         Ok(SqliteStore {
             path: path.to_path_buf(),
-            writes: Mutex::new(Some(writes)),
             readers,
             next_reader: AtomicUsize::new(0),
-            writer: Mutex::new(Some(handle)),
-            failing,
+            writer,
         })
     }
 
@@ -129,42 +120,21 @@ impl SqliteStore {
         .await
         .map_err(|_| StoreError::Closed)?
     }
-
-    fn close_writer(&self) {
-        // Dropping the sender ends the writer's queue: it commits what is left and exits.
-        drop(self.writes.lock().unwrap_or_else(|p| p.into_inner()).take());
-        if let Some(handle) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = handle.join();
-        }
-    }
 }
 
 fn write_loop(
     mut connection: Connection,
     mut queue: mpsc::UnboundedReceiver<Pending>,
     path: PathBuf,
-    failing: &AtomicBool,
+    health: &Health,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+        take_queued(&mut queue, &mut batch);
         let outcome = commit(&mut connection, &batch);
-        let failed = outcome.first().is_some_and(Result::is_err);
-        if failed != failing.swap(failed, Ordering::Relaxed) {
-            match outcome.first() {
-                Some(Err(error)) => tracing::error!(
-                    store = %path.display(),
-                    "store writes are failing: {error}; consumers back off until a commit succeeds"
-                ),
-                _ => tracing::info!(store = %path.display(), "store writes succeed again"),
-            }
-        }
+        let error = outcome.first().and_then(|r| r.as_ref().err());
+        health.commit(error.map(ToString::to_string).as_deref());
         for ((_, _, reply), result) in batch.drain(..).zip(outcome) {
             let _ = reply.send(result.map_err(|source| StoreError::Sqlite {
                 path: path.clone(),
@@ -259,25 +229,15 @@ fn clone_error(error: &rusqlite::Error) -> rusqlite::Error {
 
 impl Store for SqliteStore {
     fn close(&self) {
-        self.close_writer();
+        self.writer.close();
     }
 
     fn writes_failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
+        self.writer.failing()
     }
 
     fn insert(&self, route: Route, record: Record) -> BoxFuture<'_, Result<Inserted, StoreError>> {
-        Box::pin(async move {
-            let (reply, done) = oneshot::channel();
-            self.writes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .ok_or(StoreError::Closed)?
-                .send((route, record, reply))
-                .map_err(|_| StoreError::Closed)?;
-            done.await.map_err(|_| StoreError::Closed)?
-        })
+        Box::pin(self.writer.insert(route, record))
     }
 
     fn latest(&self, limit: usize) -> BoxFuture<'_, Result<Vec<StoredRow>, StoreError>> {
