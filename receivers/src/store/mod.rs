@@ -105,6 +105,18 @@ pub(crate) type Pending = (Route, Record, oneshot::Sender<Result<Inserted, Store
 /// Inserts grouped into one transaction at most: bounds the latency one commit adds.
 pub(crate) const MAX_BATCH: usize = 512;
 
+/// Stored counts per route from `route_counts` rows; a route with no row has stored none,
+/// and a row naming no known route is ignored.
+pub(crate) fn route_counts(rows: impl IntoIterator<Item = (String, i64)>) -> BTreeMap<Route, u64> {
+    let mut counts: BTreeMap<Route, u64> = Route::ALL.iter().map(|r| (*r, 0)).collect();
+    for (route, n) in rows {
+        if let Some(route) = Route::from_name(&route) {
+            counts.insert(route, n as u64);
+        }
+    }
+    counts
+}
+
 /// `--store`: an SQLite file, or a PostgreSQL URL.
 #[derive(Clone, PartialEq, Eq)]
 pub enum StoreLocation {

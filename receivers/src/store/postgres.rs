@@ -15,7 +15,10 @@ use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
 
 use super::writer::{Health, Writer, take_queued};
-use super::{InsertOutcome, Inserted, LedgerRow, MAX_BATCH, Pending, Store, StoreError, StoredRow};
+use super::{
+    InsertOutcome, Inserted, LedgerRow, MAX_BATCH, Pending, Store, StoreError, StoredRow,
+    route_counts,
+};
 use crate::record::{digest, now_us};
 use crate::redact::redact;
 use crate::route::Route;
@@ -303,13 +306,9 @@ impl Store for PostgresStore {
                 .query("SELECT route, n FROM route_counts", &[])
                 .await
                 .map_err(|e| self.error(e))?;
-            let mut counts: BTreeMap<Route, u64> = Route::ALL.iter().map(|r| (*r, 0)).collect();
-            for row in rows {
-                if let Some(route) = Route::from_name(row.get(0)) {
-                    counts.insert(route, row.get::<_, i64>(1) as u64);
-                }
-            }
-            Ok(counts)
+            Ok(route_counts(
+                rows.iter().map(|row| (row.get(0), row.get(1))),
+            ))
         })
     }
 

@@ -11,7 +11,10 @@ use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
 use super::writer::{Health, Writer, take_queued};
-use super::{InsertOutcome, Inserted, LedgerRow, MAX_BATCH, Pending, Store, StoreError, StoredRow};
+use super::{
+    InsertOutcome, Inserted, LedgerRow, MAX_BATCH, Pending, Store, StoreError, StoredRow,
+    route_counts,
+};
 use crate::record::{Record, digest, now_us};
 use crate::route::Route;
 
@@ -51,30 +54,12 @@ impl SqliteStore {
                  CREATE INDEX IF NOT EXISTS records_stored_at ON records (stored_at);",
             )
             .map_err(sqlite)?;
-        // Per-record duplicate inserts (resends, redeliveries), for reconciliation by id.
-        // Added separately so a store from before the column existed is upgraded in place.
-        let has_duplicates: bool = writer
-            .prepare("SELECT 1 FROM pragma_table_info('records') WHERE name = 'duplicates'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(sqlite)?;
-        if !has_duplicates {
-            writer
-                .execute_batch(
-                    "ALTER TABLE records ADD COLUMN duplicates INTEGER NOT NULL DEFAULT 0",
-                )
-                .map_err(sqlite)?;
-        }
-        // SHA-256 of the first body, to tell a resend from a reused key with another body.
-        // Rows from before the column have NULL and are compared by their payload.
-        let has_digest: bool = writer
-            .prepare("SELECT 1 FROM pragma_table_info('records') WHERE name = 'digest'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(sqlite)?;
-        if !has_digest {
-            writer
-                .execute_batch("ALTER TABLE records ADD COLUMN digest BLOB")
-                .map_err(sqlite)?;
-        }
+        // Added separately so a store from before the column existed is upgraded in place:
+        // per-record duplicate inserts (resends, redeliveries), for reconciliation by id; and
+        // the SHA-256 of the first body, to tell a resend from a reused key with another body
+        // (rows from before it have NULL and are compared by their payload).
+        add_column(&writer, "duplicates", "INTEGER NOT NULL DEFAULT 0").map_err(sqlite)?;
+        add_column(&writer, "digest", "BLOB").map_err(sqlite)?;
         // Stored counts per route, kept in the insert transactions so `GET /` reads three
         // rows instead of scanning every record; seeded once for a store that predates it.
         writer
@@ -120,6 +105,19 @@ impl SqliteStore {
         .await
         .map_err(|_| StoreError::Closed)?
     }
+}
+
+/// Adds `column` to `records` unless the table has it already.
+fn add_column(connection: &Connection, column: &str, definition: &str) -> rusqlite::Result<()> {
+    let exists = connection
+        .prepare("SELECT 1 FROM pragma_table_info('records') WHERE name = ?1")?
+        .exists([column])?;
+    if !exists {
+        connection.execute_batch(&format!(
+            "ALTER TABLE records ADD COLUMN {column} {definition}"
+        ))?;
+    }
+    Ok(())
 }
 
 fn write_loop(
@@ -264,17 +262,10 @@ impl Store for SqliteStore {
     fn counts(&self) -> BoxFuture<'_, Result<BTreeMap<Route, u64>, StoreError>> {
         Box::pin(self.read(|c| {
             let mut statement = c.prepare_cached("SELECT route, n FROM route_counts")?;
-            let rows = statement.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-            })?;
-            let mut counts: BTreeMap<Route, u64> = Route::ALL.iter().map(|r| (*r, 0)).collect();
-            for row in rows {
-                let (route, count) = row?;
-                if let Some(route) = Route::from_name(&route) {
-                    counts.insert(route, count as u64);
-                }
-            }
-            Ok(counts)
+            let rows = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<(String, i64)>>>()?;
+            Ok(route_counts(rows))
         }))
     }
 
