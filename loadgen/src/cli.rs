@@ -16,8 +16,11 @@ use crate::rule::Rule;
 /// Replays a JSON traffic file against an HTTP host with Goose, writes reports, and
 /// judges the run against gate rules (exit 0 passed, 1 a rule failed, 2 bad usage or input).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "loadgen", version)]
+#[command(name = "loadgen", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Number of concurrent users
     #[arg(short = 'u', long, default_value_t = 1)]
     pub users: usize,
@@ -64,13 +67,24 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub gate: Option<PathBuf>,
 
-    /// An earlier loadgen.json; the gate fails if p95 or requests/s regress past --max-regression
-    #[arg(long, value_name = "FILE")]
+    /// An earlier run (its folder or its loadgen.json, with latency.hlog beside it): per
+    /// request and route, the gate fails if p50, p95 or p99 rise, or requests/s fall, by
+    /// more than --max-regression with 95% confidence
+    #[arg(long, value_name = "RUN")]
     pub baseline: Option<PathBuf>,
 
-    /// Percent p95 may rise, or requests/s fall, against --baseline
+    /// Percent a percentile may rise, or requests/s fall, against --baseline
     #[arg(long, value_name = "PCT", default_value_t = 10.0)]
     pub max_regression: f64,
+
+    /// A calibration run measured in the same job (its folder or loadgen.json): the same
+    /// load against a trivial handler. Rules with a limit such as 8x multiply its figures
+    #[arg(long, value_name = "RUN")]
+    pub calibration: Option<PathBuf>,
+
+    /// Length of each latency histogram interval (latency.hlog, the latency-over-time chart)
+    #[arg(long, value_name = "TIME", default_value = "1s")]
+    pub interval: String,
 
     /// Stop the run as soon as a rule fails (checked every second once all users run)
     #[arg(long)]
@@ -104,6 +118,13 @@ pub struct Cli {
     pub progress_every: u64,
 }
 
+/// What loadgen does besides a load test.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Each gated metric's trend over the runs in the history, with its change points
+    History(crate::history::HistoryArgs),
+}
+
 /// The gate file's shape; unknown keys are refused so a typo is not silently ignored.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +149,8 @@ pub struct Settings {
     pub rules: Vec<SourcedRule>,
     pub baseline: Option<PathBuf>,
     pub max_regression: f64,
+    pub calibration: Option<PathBuf>,
+    pub interval: Duration,
     pub abort_on_fail: bool,
     pub progress_every: Duration,
     pub max_rps: Option<usize>,
@@ -222,6 +245,27 @@ impl Cli {
                 "--max-regression {max_regression}: it must be a percentage of 0 or more, such as 10"
             ));
         }
+        let interval = match parse_span(&self.interval, BareUnit::Seconds) {
+            Ok(span) if span >= Duration::from_millis(10) => span,
+            Ok(_) => {
+                return usage(format!(
+                    "--interval {}: it must be at least 10ms, such as 1s",
+                    self.interval
+                ));
+            }
+            Err(error) => return usage(format!("--interval: {error}")),
+        };
+        if rules.iter().any(|r| r.rule.relative) && self.calibration.is_none() {
+            let relative: Vec<&str> = rules
+                .iter()
+                .filter(|r| r.rule.relative)
+                .map(|r| r.rule.text.as_str())
+                .collect();
+            return usage(format!(
+                "the rules {} are multiples of a calibration run; pass --calibration RUN (a run of the same load against a trivial handler, see scripts/demo)",
+                relative.join(", ")
+            ));
+        }
         Ok(Settings {
             users: self.users,
             hatch_rate: self.hatch_rate,
@@ -235,6 +279,8 @@ impl Cli {
             rules,
             baseline: self.baseline,
             max_regression,
+            calibration: self.calibration,
+            interval,
             abort_on_fail: self.abort_on_fail,
             progress_every: Duration::from_secs(self.progress_every.max(1)),
             max_rps: self.max_rps,

@@ -6,83 +6,18 @@
 //! receivers processes (one per path, sharing a store) are read as one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use contract::{LedgerRow, RecordsPage, Route, RouteStats, Stage, StatsSnapshot};
 use hdrhistogram::Histogram;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
+pub use crate::model::{Delivery, RouteLedger, StageLatency};
 use crate::sent::{self, Ranges, SentSnapshot};
 
-/// The routes the receivers run, by name, in report order.
-pub const ROUTES: [&str; 3] = [
-    Route::Grpc.name(),
-    Route::Rabbitmq.name(),
-    Route::Nats.name(),
-];
+pub use crate::model::ROUTES;
 /// Lost ids listed per route at most; the count is always exact.
 pub const LOST_IDS_LISTED: usize = 100;
-
-/// The delivery section of `loadgen.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Delivery {
-    /// The receivers read, comma-separated when there are several.
-    pub receivers: String,
-    /// Whether every accepted key was found stored before the drain timeout.
-    pub drained: bool,
-    pub drain_secs: f64,
-    /// Per route; `all` sums them.
-    pub routes: BTreeMap<String, RouteLedger>,
-    /// Refusals whose answer named no route (the front door with every path down).
-    pub unrouted_rejected: u64,
-    /// A receivers process restarted during the run (its `instance_id` changed): its
-    /// counters and histograms began again, so the run's latency and store-side counts
-    /// cannot be told apart and are left out. The ids are reconciled all the same.
-    #[serde(default)]
-    pub receivers_restarted: bool,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct RouteLedger {
-    /// 2xx answers naming this route.
-    pub accepted: u64,
-    /// Accepted sends found in the store.
-    pub stored: u64,
-    /// Accepted sends not in the store: the promise broken.
-    pub lost: u64,
-    /// Duplicate inserts the store absorbed for this run's ids (resends, redeliveries).
-    pub duplicates: u64,
-    /// Inserts of a stored id with another body during the run, as the receivers count them
-    /// (their counter at the end minus at the start).
-    #[serde(default)]
-    pub conflicts: u64,
-    /// Records the receivers dead-lettered during the run (counter at the end minus the start).
-    #[serde(default)]
-    pub dead_lettered: u64,
-    /// Non-2xx answers naming this route.
-    pub rejected: u64,
-    /// Accepted per second over the run.
-    pub throughput: f64,
-    /// Up to `LOST_IDS_LISTED` lost ids. The `all` row always lists them; a route's row
-    /// lists them when it is the only route that lost any (a key's route is not kept).
-    pub lost_ids: Vec<String>,
-    /// Per stage (`ingress`, `hop`, `e2e`), this run's latency as the receivers measured it.
-    pub latency: BTreeMap<String, StageLatency>,
-}
-
-/// Milliseconds; `distribution` is (percentile, ms) points for a percentile plot.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct StageLatency {
-    pub count: u64,
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub p99_9: f64,
-    pub max: f64,
-    pub distribution: Vec<[f64; 2]>,
-}
 
 /// The receivers' HTTP API, as far as reconciliation needs it: one process, or several
 /// (one per path) that share a store.
@@ -219,8 +154,7 @@ pub async fn reconcile(
     start: Option<&StatsSnapshot>,
     drain_timeout: Duration,
     duration_secs: f64,
-    dir: &Path,
-) -> Result<(Delivery, Vec<String>), String> {
+) -> Result<(Delivery, Vec<(String, String)>), String> {
     eprintln!(
         "loadgen: reconciling {} sends with the receivers at {} (waiting up to {:?} for accepted records to be stored)",
         sent.sends(),
@@ -249,14 +183,23 @@ pub async fn reconcile(
             row.latency.insert(stage.clone(), stage_latency(h));
         }
     }
-    let io = |e: std::io::Error| format!("writing receivers' figures into {}: {e}", dir.display());
-    let mut files = vec!["receivers-stats.json".to_string()];
-    std::fs::write(
-        dir.join(&files[0]),
-        serde_json::to_vec_pretty(&end).unwrap_or_default(),
-    )
-    .map_err(io)?;
-    files.extend(write_hgrm(dir, &histograms).map_err(io)?);
+    // The receivers' own figures go into the run folder beside the report (run.rs writes
+    // them): their /stats at the end, and a percentile file per route and stage.
+    let mut files = vec![(
+        "receivers-stats.json".to_string(),
+        serde_json::to_string_pretty(&end).unwrap_or_default(),
+    )];
+    files.extend(
+        histograms
+            .iter()
+            .filter(|(_, h)| !h.is_empty())
+            .map(|((route, stage), h)| {
+                (
+                    format!("receivers-{route}-{stage}.hgrm"),
+                    hdr::percentile_distribution(h),
+                )
+            }),
+    );
     let delivery = Delivery {
         receivers: receivers.url(),
         drained,
@@ -425,55 +368,6 @@ pub fn run_histograms(
     out
 }
 
-/// The delivery ledger as a terminal table.
-pub fn table(delivery: &Delivery) -> String {
-    let mut out = format!(
-        "Delivery (receivers at {}{}):\n{:<10} {:>9} {:>9} {:>6} {:>10} {:>9} {:>13} {:>9} {:>10} {:>10}\n",
-        delivery.receivers,
-        match (delivery.drained, delivery.receivers_restarted) {
-            (true, false) => "",
-            (false, false) => ", NOT drained",
-            (true, true) => ", restarted during the run: no latency",
-            (false, true) => ", NOT drained, restarted during the run: no latency",
-        },
-        "route",
-        "accepted",
-        "stored",
-        "lost",
-        "duplicates",
-        "conflicts",
-        "dead-lettered",
-        "rejected",
-        "e2e p50",
-        "e2e p99"
-    );
-    for route in ROUTES.iter().chain(["all"].iter()) {
-        let r = &delivery.routes[*route];
-        let e2e = r.latency.get("e2e").cloned().unwrap_or_default();
-        out.push_str(&format!(
-            "{:<10} {:>9} {:>9} {:>6} {:>10} {:>9} {:>13} {:>9} {:>10} {:>10}\n",
-            route,
-            r.accepted,
-            r.stored,
-            r.lost,
-            r.duplicates,
-            r.conflicts,
-            r.dead_lettered,
-            r.rejected,
-            crate::duration::format_ms(e2e.p50),
-            crate::duration::format_ms(e2e.p99)
-        ));
-    }
-    if delivery.unrouted_rejected > 0 {
-        out.push_str(&format!(
-            "refused with no route named: {}\n",
-            delivery.unrouted_rejected
-        ));
-    }
-    out.push('\n');
-    out
-}
-
 /// Percentiles and plot points of a microsecond histogram, in milliseconds.
 pub fn stage_latency(h: &Histogram<u64>) -> StageLatency {
     if h.is_empty() {
@@ -499,23 +393,6 @@ pub fn stage_latency(h: &Histogram<u64>) -> StageLatency {
         max: ms(h.max()),
         distribution,
     }
-}
-
-/// Writes `receivers-<route>-<stage>.hgrm` for every histogram with samples; returns the names.
-pub fn write_hgrm(
-    dir: &Path,
-    histograms: &BTreeMap<(String, String), Histogram<u64>>,
-) -> std::io::Result<Vec<String>> {
-    let mut names = Vec::new();
-    for ((route, stage), h) in histograms {
-        if h.is_empty() {
-            continue;
-        }
-        let name = format!("receivers-{route}-{stage}.hgrm");
-        std::fs::write(dir.join(&name), hdr::percentile_distribution(h))?;
-        names.push(name);
-    }
-    Ok(names)
 }
 
 #[cfg(test)]

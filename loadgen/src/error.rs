@@ -14,8 +14,12 @@ pub enum LoadgenError {
     Usage(String),
     #[error(transparent)]
     Traffic(#[from] TrafficError),
-    #[error("baseline {path}: {why}; pass a loadgen.json written by an earlier run")]
+    #[error("baseline {path}: {why}; pass the folder (or loadgen.json) of an earlier run")]
     Baseline { path: PathBuf, why: String },
+    #[error(
+        "calibration {path}: {why}; pass the folder of a run of the same load against a trivial handler (see scripts/demo)"
+    )]
+    Calibration { path: PathBuf, why: String },
     #[error(
         "host {host} is unreachable ({why}); start the target (for the receivers: cargo run -p receivers) or fix --host"
     )]

@@ -1,16 +1,17 @@
-//! `index.html`, the page a person reads: settings and verdicts, traffic over time, request
-//! percentiles, and per route the delivery ledger and latency-by-percentile plots. Rendered
-//! from `loadgen.json` alone, self-contained (inline CSS and SVG), so it works offline.
-//! Also `reports/index.html`, the list of every run.
+//! `index.html`, the page a person reads: settings and verdicts, traffic and latency over
+//! time, request and route percentiles, and per route the delivery ledger and
+//! latency-by-percentile plots. Rendered from `loadgen.json` alone with maud, which escapes
+//! every value by default, self-contained (inline CSS and SVG) so it works offline. Also
+//! the list of every run, `reports/index.html`.
 
-use std::fmt::Write;
-use std::path::Path;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use crate::delivery::{Delivery, ROUTES};
 use crate::duration::format_ms;
-use crate::progress::TimelinePoint;
-use crate::report::{LoadgenReport, RequestStats};
-use crate::svg::{Axis, PALETTE, Series, escape, line_chart, nice_ticks, nines, nines_axis};
+use crate::model::{
+    Delivery, IntervalLatency, LoadgenReport, ROUTES, RequestStats, SeriesKind, TimelinePoint,
+    Verdict,
+};
+use crate::svg::{Axis, PALETTE, Series, line_chart, nice_ticks, nines, nines_axis};
 
 const STYLE: &str = r#"
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1200px; color: #222; padding: 0 16px; }
@@ -23,40 +24,64 @@ th:first-child, td:first-child { text-align: left; } th { background: #f6f6f6; }
 .charts { display: flex; flex-wrap: wrap; gap: 16px; } .chart { width: 560px; max-width: 100%; height: auto; }
 .chart .grid { stroke: #eee; } .chart .tick, .chart .legend { font-size: 10px; fill: #555; }
 .chart .axis { font-size: 11px; fill: #333; } .chart .title { font-size: 13px; font-weight: 600; fill: #222; }
-.muted { color: #777; } code { background: #f4f4f4; padding: 0 3px; }
+.muted { color: #777; } code { background: #f4f4f4; padding: 0 3px; } td.why { text-align: left; }
 "#;
+
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            title { (title) }
+            style { (PreEscaped(STYLE)) }
+        }
+    }
+}
+
+fn pass_class(passed: bool) -> &'static str {
+    if passed { "pass" } else { "fail" }
+}
 
 /// The run's page.
 pub fn render(report: &LoadgenReport) -> String {
-    let mut page = String::new();
     let passed = report.gate.passed;
-    let _ = write!(
-        page,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>loadgen run {id}</title><style>{STYLE}</style></head><body>\n<h1>Run {id} <span class=\"verdict {cls}\">{word}</span></h1>\n<p class=\"muted\">{start} to {end}, {secs:.1} s, ended: {ended}</p>\n",
-        id = escape(&report.run_id),
-        cls = if passed { "pass" } else { "fail" },
-        word = if passed { "PASSED" } else { "FAILED" },
-        start = escape(&report.started_at),
-        end = escape(&report.finished_at),
-        secs = report.duration_secs,
-        ended = report.ended_by.describe(),
-    );
-    settings(&mut page, report);
-    gate(&mut page, report);
-    timeline(&mut page, report);
-    requests(&mut page, report);
-    match &report.delivery {
-        Some(delivery) => routes(&mut page, delivery),
-        None => page.push_str(
-            "<section id=\"delivery\"><h2>Delivery by route</h2><p class=\"muted\">No delivery ledger: this run did not reconcile with the receivers (the target did not serve <code>/stats</code>, or <code>--no-reconcile</code>).</p></section>\n",
-        ),
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+        (head(&format!("loadgen run {}", report.run_id)))
+        body {
+            h1 {
+                "Run " (report.run_id) " "
+                span class=(format!("verdict {}", pass_class(passed))) {
+                    (if passed { "PASSED" } else { "FAILED" })
+                }
+            }
+            p.muted {
+                (report.started_at) " to " (report.finished_at) ", "
+                (format!("{:.1}", report.duration_secs)) " s, ended: " (report.ended_by.describe())
+            }
+            (settings(report))
+            (gate(&report.gate.rules))
+            (timeline(report))
+            (latency_over_time(report))
+            (requests(report))
+            @match &report.delivery {
+                Some(delivery) => (routes(delivery)),
+                None => section #delivery {
+                    h2 { "Delivery by route" }
+                    p.muted {
+                        "No delivery ledger: this run did not reconcile with the receivers (the target did not serve "
+                        code { "/stats" } ", or " code { "--no-reconcile" } ")."
+                    }
+                }
+            }
+            (files(report))
+        }
+        }
     }
-    files(&mut page, report);
-    page.push_str("</body></html>\n");
-    page
+    .into_string()
 }
 
-fn settings(page: &mut String, report: &LoadgenReport) {
+fn settings(report: &LoadgenReport) -> Markup {
     let s = &report.settings;
     let rows = [
         ("host", s.host.clone()),
@@ -77,46 +102,63 @@ fn settings(page: &mut String, report: &LoadgenReport) {
             format!("{} ({} records)", s.traffic_file, s.records),
         ),
         ("seed", s.seed.map_or("random".into(), |v| v.to_string())),
+        ("histogram interval", format!("{} s", s.interval_secs)),
         (
             "git commit",
             s.git_commit.clone().unwrap_or_else(|| "unknown".into()),
         ),
     ];
-    page.push_str("<section id=\"settings\"><h2>Run settings</h2><table>");
-    for (name, value) in rows {
-        let _ = write!(page, "<tr><td>{name}</td><td>{}</td></tr>", escape(&value));
+    html! {
+        section #settings {
+            h2 { "Run settings" }
+            table { @for (name, value) in rows { tr { td { (name) } td { (value) } } } }
+        }
     }
-    page.push_str("</table></section>\n");
 }
 
-fn gate(page: &mut String, report: &LoadgenReport) {
-    page.push_str("<section id=\"gate\"><h2>Gate</h2>");
-    if report.gate.rules.is_empty() {
-        page.push_str("<p class=\"muted\">No rules (pass <code>--threshold</code> or <code>--gate</code>).</p></section>\n");
-        return;
+fn gate(rules: &[Verdict]) -> Markup {
+    html! {
+        section #gate {
+            h2 { "Gate" }
+            @if rules.is_empty() {
+                p.muted { "No rules (pass " code { "--threshold" } " or " code { "--gate" } ")." }
+            } @else {
+                table {
+                    tr {
+                        th { "rule" } th { "observed" } th { "limit" } th { "change" }
+                        th { "95% interval" } th { "result" } th { "why" }
+                    }
+                    @for v in rules {
+                        tr {
+                            td { code { (v.rule) } }
+                            td { (v.observed.map_or("-".into(), |o| v.unit.format(o))) }
+                            td { (v.unit.format(v.limit)) }
+                            @match &v.change {
+                                Some(c) => {
+                                    td { (format!("{:+.1}%", c.percent)) }
+                                    td { (format!("{:+.1}% .. {:+.1}%", c.low, c.high)) }
+                                }
+                                None => { td { "-" } td { "-" } }
+                            }
+                            td class=(pass_class(v.passed)) { (if v.passed { "PASS" } else { "FAIL" }) }
+                            td.why { (v.detail) }
+                        }
+                    }
+                }
+            }
+        }
     }
-    page.push_str("<table><tr><th>rule</th><th>observed</th><th>limit</th><th>result</th><th>detail</th></tr>");
-    for v in &report.gate.rules {
-        let _ = write!(
-            page,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
-            escape(&v.rule),
-            v.observed.map_or("-".into(), |o| v.unit.format(o)),
-            v.unit.format(v.limit),
-            if v.passed { "pass" } else { "fail" },
-            if v.passed { "PASS" } else { "FAIL" },
-            escape(&v.detail)
-        );
-    }
-    page.push_str("</table></section>\n");
 }
 
-fn timeline(page: &mut String, report: &LoadgenReport) {
-    let seconds = report.timeline.len().max(1) as f64;
-    let x = Axis {
+fn seconds_axis(seconds: f64) -> Axis {
+    Axis {
         label: "seconds".into(),
-        ticks: nice_ticks(seconds),
-    };
+        ticks: nice_ticks(seconds.max(1.0)),
+    }
+}
+
+fn timeline(report: &LoadgenReport) -> Markup {
+    let x = seconds_axis(report.timeline.len() as f64);
     let series = |name: &str, color, value: fn(&TimelinePoint) -> u64| Series {
         name: name.into(),
         color,
@@ -126,136 +168,139 @@ fn timeline(page: &mut String, report: &LoadgenReport) {
             .map(|p| (p.second as f64, value(p) as f64))
             .collect(),
     };
-    let requests = series("requests/s", PALETTE[0], |p| p.requests);
-    let errors = series("errors/s", PALETTE[1], |p| p.failures);
-    let users = series("users", PALETTE[2], |p| p.users);
-    page.push_str("<section id=\"timeline\"><h2>Requests, errors and users over time</h2><div class=\"charts\">");
-    page.push_str(&line_chart(
-        "Requests and errors per second",
-        &[requests, errors],
-        &x,
-        &Axis {
-            label: "per second".into(),
-            ticks: vec![],
-        },
-    ));
-    page.push_str(&line_chart(
-        "Users running",
-        &[users],
-        &x,
-        &Axis {
-            label: "users".into(),
-            ticks: vec![],
-        },
-    ));
-    page.push_str("</div></section>\n");
-}
-
-fn requests(page: &mut String, report: &LoadgenReport) {
-    page.push_str("<section id=\"requests\"><h2>Request latency, from the load generator</h2><table><tr><th>request</th><th>count</th><th>failures</th><th>error rate</th><th>req/s</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
-    let row = |page: &mut String, r: &RequestStats| {
-        let l = &r.latency_ms;
-        let _ = write!(
-            page,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&r.name),
-            r.count,
-            r.failures,
-            r.error_rate,
-            r.rps,
-            format_ms(l.p50),
-            format_ms(l.p90),
-            format_ms(l.p95),
-            format_ms(l.p99),
-            format_ms(l.p99_9),
-            format_ms(l.max)
-        );
+    let per_second = Axis {
+        label: "per second".into(),
+        ticks: vec![],
     };
-    for r in &report.requests {
-        row(page, r);
+    let users = Axis {
+        label: "users".into(),
+        ticks: vec![],
+    };
+    html! {
+        section #timeline {
+            h2 { "Requests, errors and users over time" }
+            div.charts {
+                (line_chart(
+                    "Requests and errors per second",
+                    &[
+                        series("requests/s", PALETTE[0], |p| p.requests),
+                        series("errors/s", PALETTE[1], |p| p.failures),
+                    ],
+                    &x,
+                    &per_second,
+                ))
+                (line_chart("Users running", &[series("users", PALETTE[2], |p| p.users)], &x, &users))
+            }
+        }
     }
-    row(page, &report.aggregate);
-    page.push_str("</table></section>\n");
 }
 
-fn routes(page: &mut String, delivery: &Delivery) {
-    let _ = write!(
-        page,
-        "<section id=\"delivery\"><h2>Delivery by route</h2><p class=\"muted\">Reconciled with the receivers at {} by Idempotency-Key; {}.</p>",
-        escape(&delivery.receivers),
-        {
-            let mut said = if delivery.drained {
-                format!(
-                    "every accepted record was found stored within {:.1} s",
-                    delivery.drain_secs
-                )
-            } else {
-                format!(
-                    "accepted records were still missing after {:.1} s (--drain-timeout)",
-                    delivery.drain_secs
-                )
-            };
-            if delivery.receivers_restarted {
-                said.push_str(
-                    "; a receivers process restarted during the run, so its latency and store-side counts for this run are not shown",
-                );
-            }
-            said
-        }
-    );
-    page.push_str("<table><tr><th>route</th><th>accepted</th><th>stored</th><th>lost</th><th>duplicates</th><th>conflicts</th><th>dead-lettered</th><th>rejected</th><th>throughput</th><th>ingress p99</th><th>e2e p50</th><th>e2e p99</th></tr>");
-    for name in ROUTES.iter().chain(["all"].iter()) {
-        let Some(r) = delivery.routes.get(*name) else {
-            continue;
-        };
-        let stage = |s: &str| r.latency.get(s).cloned().unwrap_or_default();
-        let _ = write!(
-            page,
-            "<tr><td>{name}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"{}\">{}</td><td>{}</td><td>{:.1}/s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            r.accepted,
-            r.stored,
-            if r.lost == 0 { "pass" } else { "fail" },
-            r.lost,
-            r.duplicates,
-            if r.conflicts == 0 { "pass" } else { "fail" },
-            r.conflicts,
-            if r.dead_lettered == 0 { "pass" } else { "fail" },
-            r.dead_lettered,
-            r.rejected,
-            r.throughput,
-            format_ms(stage("ingress").p99),
-            format_ms(stage("e2e").p50),
-            format_ms(stage("e2e").p99)
-        );
-    }
-    page.push_str("</table>");
-    if delivery.unrouted_rejected > 0 {
-        let _ = write!(
-            page,
-            "<p>Refused with no route named (every path down): {}</p>",
-            delivery.unrouted_rejected
-        );
-    }
-    for name in ROUTES {
-        if let Some(r) = delivery.routes.get(name).filter(|r| !r.lost_ids.is_empty()) {
-            let _ = write!(
-                page,
-                "<p class=\"fail\">Lost on {name} ({} in all; first {} listed): {}</p>",
-                r.lost,
-                r.lost_ids.len(),
-                r.lost_ids
+/// p50, p95 and p99 per interval: one chart per request name and one per route.
+fn latency_over_time(report: &LoadgenReport) -> Markup {
+    let points = &report.latency_timeline;
+    let end = points
+        .iter()
+        .map(|p| p.end_secs)
+        .fold(report.timeline.len() as f64, f64::max);
+    let x = seconds_axis(end);
+    let mut charts: Vec<(SeriesKind, &str)> =
+        points.iter().map(|p| (p.kind, p.name.as_str())).collect();
+    charts.sort();
+    charts.dedup();
+    let ms = Axis {
+        label: "milliseconds".into(),
+        ticks: vec![],
+    };
+    let line =
+        |kind: SeriesKind, name: &str, label: &str, color, value: fn(&IntervalLatency) -> f64| {
+            Series {
+                name: label.into(),
+                color,
+                points: points
                     .iter()
-                    .map(|id| format!("<code>{}</code>", escape(id)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
+                    .filter(|p| p.kind == kind && p.name == name)
+                    .map(|p| (p.end_secs, value(p)))
+                    .collect(),
+            }
+        };
+    html! {
+        section #latency-over-time {
+            h2 { "Latency over time" }
+            p.muted {
+                "Per " (report.settings.interval_secs) " s interval, from loadgen's own histograms (exact to 3 significant digits; "
+                "the same intervals as " code { "latency.hlog" } "). Routes are the POSTs the answer named."
+            }
+            @if charts.is_empty() {
+                p.muted { "No requests were measured." }
+            }
+            div.charts {
+                @for (kind, name) in &charts {
+                    (line_chart(
+                        &format!("{} {name}: latency per interval", kind.name()),
+                        &[
+                            line(*kind, name, "p50", PALETTE[2], |p| p.p50),
+                            line(*kind, name, "p95", PALETTE[0], |p| p.p95),
+                            line(*kind, name, "p99", PALETTE[1], |p| p.p99),
+                        ],
+                        &x,
+                        &ms,
+                    ))
+                }
+            }
         }
     }
-    page.push_str("</section>\n<section id=\"latency\"><h2>Latency by percentile, per route</h2><p class=\"muted\">All routes on one chart per stage; the x axis counts nines as HdrHistogram's plotter does.</p><div class=\"charts\">");
-    for (stage, title) in [
-        ("ingress", "Ingress latency (entry: request to response)"),
-        ("e2e", "End-to-end latency (accepted to stored)"),
-    ] {
+}
+
+fn requests(report: &LoadgenReport) -> Markup {
+    let row = |label: String, r: &RequestStats| {
+        let l = &r.latency_ms;
+        html! {
+            tr {
+                td { (label) } td { (r.count) } td { (r.failures) }
+                td { (format!("{:.2}%", r.error_rate)) } td { (format!("{:.1}", r.rps)) }
+                td { (format_ms(l.p50)) } td { (format_ms(l.p90)) } td { (format_ms(l.p95)) }
+                td { (format_ms(l.p99)) } td { (format_ms(l.p99_9)) } td { (format_ms(l.max)) }
+            }
+        }
+    };
+    html! {
+        section #requests {
+            h2 { "Request latency, from the load generator" }
+            table {
+                tr {
+                    th { "request" } th { "count" } th { "failures" } th { "error rate" } th { "req/s" }
+                    th { "p50" } th { "p90" } th { "p95" } th { "p99" } th { "p99.9" } th { "max" }
+                }
+                @for r in &report.requests { (row(r.name.clone(), r)) }
+                (row(report.aggregate.name.clone(), &report.aggregate))
+                @for r in &report.routes { (row(format!("route {}", r.name), r)) }
+            }
+        }
+    }
+}
+
+fn routes(delivery: &Delivery) -> Markup {
+    let mut said = if delivery.drained {
+        format!(
+            "every accepted record was found stored within {:.1} s",
+            delivery.drain_secs
+        )
+    } else {
+        format!(
+            "accepted records were still missing after {:.1} s (--drain-timeout)",
+            delivery.drain_secs
+        )
+    };
+    if delivery.receivers_restarted {
+        said.push_str(
+            "; a receivers process restarted during the run, so its latency and store-side counts for this run are not shown",
+        );
+    }
+    let ms = Axis {
+        label: "milliseconds".into(),
+        ticks: vec![],
+    };
+    let stage_chart = |stage: &str, title: &str| {
         let series: Vec<Series> = ROUTES
             .iter()
             .enumerate()
@@ -272,8 +317,8 @@ fn routes(page: &mut String, delivery: &Delivery) {
                 })
             })
             .collect();
-        // The axis ends at the deepest percentile short of 100% (which has no finite place on
-        // a nines axis), rounded up to whole nines, so the lines fill the chart.
+        // The axis ends at the deepest percentile short of 100% (which has no finite place
+        // on a nines axis), rounded up to whole nines, so the lines fill the chart.
         let deepest = ROUTES
             .iter()
             .filter_map(|name| delivery.routes.get(*name)?.latency.get(stage))
@@ -285,65 +330,105 @@ fn routes(page: &mut String, delivery: &Delivery) {
             })
             .fold(0.0, f64::max);
         let axis = nines_axis((deepest.ceil() as usize).clamp(2, 5));
-        page.push_str(&line_chart(
-            title,
-            &series,
-            &axis,
-            &Axis {
-                label: "milliseconds".into(),
-                ticks: vec![],
-            },
-        ));
-    }
-    page.push_str("</div></section>\n");
-}
-
-fn files(page: &mut String, report: &LoadgenReport) {
-    page.push_str("<section id=\"files\"><h2>Files</h2><ul>");
-    for (role, file) in &report.files {
-        if file == "index.html" {
-            continue;
+        line_chart(title, &series, &axis, &ms)
+    };
+    html! {
+        section #delivery {
+            h2 { "Delivery by route" }
+            p.muted { "Reconciled with the receivers at " (delivery.receivers) " by Idempotency-Key; " (said) "." }
+            table {
+                tr {
+                    th { "route" } th { "accepted" } th { "stored" } th { "lost" } th { "duplicates" }
+                    th { "conflicts" } th { "dead-lettered" } th { "rejected" } th { "throughput" }
+                    th { "ingress p99" } th { "e2e p50" } th { "e2e p99" }
+                }
+                @for name in ROUTES.iter().chain(["all"].iter()) {
+                    @if let Some(r) = delivery.routes.get(*name) {
+                        @let stage = |s: &str| r.latency.get(s).cloned().unwrap_or_default();
+                        tr {
+                            td { (name) } td { (r.accepted) } td { (r.stored) }
+                            td class=(pass_class(r.lost == 0)) { (r.lost) }
+                            td { (r.duplicates) }
+                            td class=(pass_class(r.conflicts == 0)) { (r.conflicts) }
+                            td class=(pass_class(r.dead_lettered == 0)) { (r.dead_lettered) }
+                            td { (r.rejected) }
+                            td { (format!("{:.1}/s", r.throughput)) }
+                            td { (format_ms(stage("ingress").p99)) }
+                            td { (format_ms(stage("e2e").p50)) }
+                            td { (format_ms(stage("e2e").p99)) }
+                        }
+                    }
+                }
+            }
+            @if delivery.unrouted_rejected > 0 {
+                p { "Refused with no route named (every path down): " (delivery.unrouted_rejected) }
+            }
+            @for name in ROUTES {
+                @if let Some(r) = delivery.routes.get(name).filter(|r| !r.lost_ids.is_empty()) {
+                    p.fail {
+                        "Lost on " (name) " (" (r.lost) " in all; first " (r.lost_ids.len()) " listed): "
+                        @for id in &r.lost_ids { code { (id) } " " }
+                    }
+                }
+            }
         }
-        let _ = write!(
-            page,
-            "<li><a href=\"{0}\">{0}</a> <span class=\"muted\">{1}</span></li>",
-            escape(file),
-            escape(role)
-        );
+        section #latency {
+            h2 { "Latency by percentile, per route" }
+            p.muted { "All routes on one chart per stage; the x axis counts nines as HdrHistogram's plotter does." }
+            div.charts {
+                (stage_chart("ingress", "Ingress latency (entry: request to response)"))
+                (stage_chart("e2e", "End-to-end latency (accepted to stored)"))
+            }
+        }
     }
-    page.push_str("</ul></section>\n");
 }
 
-/// `reports/index.html`: every run in `reports`, newest first.
-pub fn write_run_list(reports: &Path) -> std::io::Result<()> {
-    let mut runs: Vec<LoadgenReport> = std::fs::read_dir(reports)?
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-        .filter_map(|e| LoadgenReport::read(&e.path().join("loadgen.json")).ok())
-        .collect();
-    runs.sort_by(|a, b| b.run_id.cmp(&a.run_id));
-    let mut page = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>loadgen runs</title><style>{STYLE}</style></head><body><h1>loadgen runs</h1><table><tr><th>run</th><th>verdict</th><th>users</th><th>requests</th><th>req/s</th><th>p99</th><th>lost</th><th>host</th></tr>"
-    );
-    for run in &runs {
-        let lost = run
-            .delivery
-            .as_ref()
-            .and_then(|d| d.routes.get("all"))
-            .map_or("-".into(), |r| r.lost.to_string());
-        let _ = write!(
-            page,
-            "<tr><td><a href=\"{id}/index.html\">{id}</a></td><td class=\"{cls}\">{word}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{lost}</td><td>{}</td></tr>",
-            run.settings.users,
-            run.aggregate.count,
-            run.aggregate.rps,
-            format_ms(run.aggregate.latency_ms.p99),
-            escape(&run.settings.host),
-            id = escape(&run.run_id),
-            cls = if run.gate.passed { "pass" } else { "fail" },
-            word = if run.gate.passed { "PASSED" } else { "FAILED" },
-        );
+fn files(report: &LoadgenReport) -> Markup {
+    html! {
+        section #files {
+            h2 { "Files" }
+            ul {
+                @for (role, file) in report.files.iter().filter(|(_, f)| *f != "index.html") {
+                    li { a href=(file) { (file) } " " span.muted { (role) } }
+                }
+            }
+        }
     }
-    page.push_str("</table></body></html>\n");
-    std::fs::write(reports.join("index.html"), page)
+}
+
+/// `reports/index.html`: every run given, newest first.
+pub fn run_list(runs: &[LoadgenReport]) -> String {
+    let mut runs: Vec<&LoadgenReport> = runs.iter().collect();
+    runs.sort_by(|a, b| b.run_id.cmp(&a.run_id));
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+        (head("loadgen runs"))
+        body {
+            h1 { "loadgen runs" }
+            table {
+                tr {
+                    th { "run" } th { "verdict" } th { "users" } th { "requests" } th { "req/s" }
+                    th { "p99" } th { "lost" } th { "host" }
+                }
+                @for run in runs {
+                    @let lost = run
+                        .delivery
+                        .as_ref()
+                        .and_then(|d| d.routes.get("all"))
+                        .map_or("-".into(), |r| r.lost.to_string());
+                    tr {
+                        td { a href=(format!("{}/index.html", run.run_id)) { (run.run_id) } }
+                        td class=(pass_class(run.gate.passed)) { (if run.gate.passed { "PASSED" } else { "FAILED" }) }
+                        td { (run.settings.users) } td { (run.aggregate.count) }
+                        td { (format!("{:.1}", run.aggregate.rps)) }
+                        td { (format_ms(run.aggregate.latency_ms.p99)) }
+                        td { (lost) } td { (run.settings.host) }
+                    }
+                }
+            }
+        }
+        }
+    }
+    .into_string()
 }

@@ -14,6 +14,18 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(loadgen::cli::Command::History(args)) = &cli.command {
+        return match loadgen::history::show(args) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(why) => {
+                eprintln!("loadgen: error: {why}");
+                ExitCode::from(LoadgenError::EXIT_CODE)
+            }
+        };
+    }
     let result = match cli.settings() {
         Ok(settings) => loadgen::run(settings).await,
         Err(error) => Err(error),

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+
+pub use crate::model::TimelinePoint;
 
 /// Counters written by every user, read by one sampler; relaxed ordering is enough
 /// because each is a standalone tally, not a guard for other data.
@@ -16,19 +17,6 @@ pub struct Live {
     pub users_finished: AtomicU64,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
-}
-
-/// One second of the run, as the report charts it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TimelinePoint {
-    /// Seconds since the run started (1 = the first second).
-    pub second: u64,
-    /// Requests completed during this second.
-    pub requests: u64,
-    /// Requests that failed during this second.
-    pub failures: u64,
-    /// Users started and not yet finished at the end of this second.
-    pub users: u64,
 }
 
 impl Live {

@@ -3,41 +3,19 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use goose::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
 
+use crate::intervals::{Recorder, Sample};
 use crate::progress::Live;
 use crate::sent::{self, SentLedger};
 
-/// Which records a user sends, and when it stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Each user sends every record once, in its own random order, then stops
-    /// (what the original Locust script did).
-    PerUser,
-    /// Every record is sent exactly once across all users.
-    Shared,
-    /// Users cycle through the records, reshuffled each pass, until --run-time.
-    Loop,
-}
-
-impl Mode {
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::PerUser => "per-user",
-            Mode::Shared => "shared",
-            Mode::Loop => "loop",
-        }
-    }
-}
+pub use crate::model::Mode;
 
 /// Everything the users share: one parsed copy of the records and the run's identity.
 #[derive(Debug)]
@@ -51,6 +29,8 @@ pub struct Replay {
     /// Which POSTs were accepted, by which route: the sent side of the delivery ledger,
     /// bounded by the users. Locked only to book a send, never across an await.
     pub sent: SentLedger,
+    /// Every request's latency, per request name, route and interval.
+    pub recorder: Recorder,
 }
 
 /// One user's place in the replay: indices into the shared records, not a copy of them.
@@ -162,11 +142,26 @@ impl Replay {
         user.get_session_data_unchecked_mut::<UserPlan>()
     }
 
-    fn count(&self, success: bool) {
+    /// Books a finished request in the live counters and the histograms.
+    fn count(
+        &self,
+        request: &str,
+        route: Option<contract::Route>,
+        goose: &goose::metrics::GooseRequestMetric,
+        sent_at: Instant,
+    ) {
+        let elapsed = sent_at.elapsed();
         self.live.requests.fetch_add(1, Ordering::Relaxed);
-        if !success {
+        if !goose.success {
             self.live.failures.fetch_add(1, Ordering::Relaxed);
         }
+        self.recorder.record(Sample {
+            request,
+            route: route.map(|r| r.name()),
+            status: goose.status_code,
+            success: goose.success,
+            elapsed,
+        });
     }
 }
 
@@ -192,8 +187,8 @@ async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionRe
         .path("/")
         .set_request_builder(request_builder)
         .build();
+    let sent_at = Instant::now();
     let goose = user.request(request).await?;
-    replay.count(goose.request.success);
     let accepted = (200..300).contains(&goose.request.status_code);
     // The receivers name the route in every answer; reading the body also lets the
     // connection go back to the pool.
@@ -205,6 +200,8 @@ async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionRe
             .and_then(|body| route_named(&body)),
         Err(_) => None,
     };
+    // Timed to the answer's last byte: what a client of the target waits for.
+    replay.count(POST_NAME, route, &goose.request, sent_at);
     replay.sent.record(user_index, n, route, accepted);
     Ok(())
 }
@@ -221,8 +218,12 @@ async fn get_root(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionResul
     if plan.spent {
         return Ok(());
     }
+    let sent_at = Instant::now();
     let response = user.get("/").await?;
-    replay.count(response.request.success);
+    if let Ok(body) = response.response {
+        let _ = body.bytes().await;
+    }
+    replay.count(GET_NAME, None, &response.request, sent_at);
     Ok(())
 }
 
@@ -241,6 +242,7 @@ mod tests {
             run_id: "run".into(),
             live: Arc::default(),
             sent: SentLedger::default(),
+            recorder: Recorder::new(std::time::Instant::now(), Duration::from_secs(1)),
         }
     }
 

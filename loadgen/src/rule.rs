@@ -7,6 +7,7 @@ use std::str::FromStr;
 use thiserror::Error;
 
 use crate::duration::{BareUnit, parse_span};
+pub use crate::model::Unit;
 
 /// One pass/fail rule: `metric op limit`, optionally for one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +21,9 @@ pub struct Rule {
     /// For request metrics a request name as the reports show it (`POST /`); for delivery
     /// and stage metrics a route (`nats`). `None` means all requests, or all routes.
     pub target: Option<String>,
+    /// The limit is a multiple of the same figure in a calibration run (`p50<=8x`): a
+    /// machine-independent limit, judged against `--calibration`.
+    pub relative: bool,
 }
 
 /// What a rule measures.
@@ -51,16 +55,6 @@ pub enum LedgerField {
 
 /// The receivers' latency stages: the contract's names.
 pub use contract::Stage as StageName;
-
-/// The unit a metric is judged in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Unit {
-    Ms,
-    Percent,
-    PerSecond,
-    Count,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -204,8 +198,29 @@ impl FromStr for Rule {
                 name.trim()
             ))
         })?;
-        let limit = parse_limit(metric.unit(), value).ok_or_else(|| {
+        let relative_value = value.strip_suffix('x').map(str::trim);
+        if relative_value.is_some()
+            && !matches!(
+                metric,
+                Metric::Percentile(_) | Metric::Avg | Metric::Max | Metric::Rps
+            )
+        {
+            return Err(malformed(
+                "only latency (pNN, avg, max) and rps limits can be a multiple of the calibration run (such as 8x)",
+            ));
+        }
+        let limit = match relative_value {
+            Some(times) => times
+                .parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite() && *t > 0.0),
+            None => parse_limit(metric.unit(), value),
+        }
+        .ok_or_else(|| {
             malformed(&match metric.unit() {
+                _ if relative_value.is_some() => {
+                    format!("'{value}' is not a multiple such as 8x or 1.5x")
+                }
                 Unit::Ms => format!("'{value}' is not a time such as 500ms, 2s or 800us"),
                 Unit::Percent => format!("'{value}' is not a percentage such as 1%"),
                 Unit::PerSecond => format!("'{value}' is not a rate such as 200"),
@@ -225,6 +240,7 @@ impl FromStr for Rule {
             op,
             limit,
             target,
+            relative: relative_value.is_some(),
         };
         rule.check_possible()?;
         Ok(rule)
@@ -298,6 +314,18 @@ mod tests {
         assert_eq!(rule("rps>=200").op, Op::Ge);
         assert_eq!(rule("avg<800us").limit, 0.8);
         assert_eq!(rule("max<250").limit, 250.0);
+    }
+
+    #[test]
+    fn limits_relative_to_a_calibration_run() {
+        let r = rule("p50<=8x for POST /");
+        assert!(r.relative);
+        assert_eq!((r.metric, r.limit), (Metric::Percentile(50.0), 8.0));
+        assert!(rule("rps>=0.5x").relative);
+        assert!(!rule("p50<=8ms").relative);
+        for bad in ["lost<=2x", "error-rate<2x", "p50<=fastx", "p50<=0x"] {
+            assert!(bad.parse::<Rule>().is_err(), "{bad} should be refused");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One load test from checked settings to written reports: load the records, check the
-//! host answers, hand Goose a configuration built here (never argv), judge, write.
+//! host answers, hand Goose a configuration built here (never argv), judge, write. This is
+//! the only module that writes files: everything it writes is rendered elsewhere as text.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,14 +17,17 @@ use rand::Rng;
 use crate::cli::Settings;
 use crate::delivery::{self, Receivers};
 use crate::error::LoadgenError;
-use crate::gate::{self, Baseline};
-use crate::live_gate;
+use crate::gate::{self, Baseline, Calibration};
+use crate::history::{self, HistoryEntry};
+use crate::hlog::{self, Log};
+use crate::intervals::Recorder;
+use crate::model::{EndedBy, GateRecord, LoadgenReport, SCHEMA_VERSION, SettingsRecord};
 use crate::progress::{Live, Sampler};
 use crate::replay::{Mode, Replay};
-use crate::report::{EndedBy, GateRecord, LoadgenReport, SCHEMA_VERSION, SettingsRecord};
 use crate::rule::Op;
 use crate::summary::Measurements;
 use crate::traffic::Traffic;
+use crate::{html, junit, live_gate, terminal};
 
 /// What a finished run decided, and where its reports are.
 #[derive(Debug)]
@@ -38,14 +42,32 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     let traffic = Traffic::load(&settings.traffic)?;
     let baseline = match &settings.baseline {
         None => None,
-        Some(path) => Some(Baseline {
-            path: path.display().to_string(),
-            report: LoadgenReport::read(path).map_err(|why| LoadgenError::Baseline {
+        Some(path) => {
+            let (report, log) = read_run(path).map_err(|why| LoadgenError::Baseline {
                 path: path.clone(),
                 why,
-            })?,
-            max_regression: settings.max_regression,
-        }),
+            })?;
+            Some(Baseline {
+                path: path.display().to_string(),
+                report,
+                log,
+                max_regression: settings.max_regression,
+            })
+        }
+    };
+    let calibration = match &settings.calibration {
+        None => None,
+        Some(path) => {
+            let (report, log) = read_run(path).map_err(|why| LoadgenError::Calibration {
+                path: path.clone(),
+                why,
+            })?;
+            Some(Calibration {
+                path: path.display().to_string(),
+                run_id: report.run_id.clone(),
+                measured: Measurements::from_log(&log, report.duration_secs),
+            })
+        }
     };
     if settings.mode == Mode::Shared && settings.users > traffic.records.len() {
         eprintln!(
@@ -96,6 +118,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         run_id: run_id.clone(),
         live: Arc::clone(&live),
         sent: Default::default(),
+        recorder: Recorder::new(Instant::now(), settings.interval),
     });
     let config = goose_configuration(&settings, replay.iterations(), &dir);
     let attack = GooseAttack::initialize_with_config(config)
@@ -111,6 +134,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     })?;
 
     let started_at = chrono::Utc::now();
+    let started_wall = std::time::SystemTime::now();
     let started = Instant::now();
     let live_gate =
         (settings.abort_on_fail && live_gate::has_live_rules(&settings.rules)).then(|| {
@@ -150,7 +174,9 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     };
     // The killswitch is process-wide; clear it so a later run in this process starts clean.
     goose::reset_killswitch();
-    let metrics = goose_metrics(result)?;
+    // Goose's own metrics only feed its goose.html; loadgen's histograms are the figures.
+    goose_metrics(result)?;
+    let recorded = replay.recorder.finish();
 
     let sent = replay.sent.snapshot();
     let mut receiver_files = Vec::new();
@@ -163,7 +189,6 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
                 Some(start),
                 settings.drain_timeout,
                 duration,
-                &dir,
             )
             .await;
             match reconciled {
@@ -180,10 +205,21 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         _ => None,
     };
 
-    let measured = Measurements::from_goose(&metrics, duration);
-    let mut verdicts = gate::judge(&settings.rules, &measured, delivery.as_ref());
+    let measured = Measurements::from_recorded(&recorded, duration);
+    let latency_log = hlog::render(started_wall, &recorded.intervals)
+        .map_err(|why| LoadgenError::Goose(format!("cannot encode the latency log: {why}")))?;
+    let mut verdicts = gate::judge(
+        &settings.rules,
+        &measured,
+        delivery.as_ref(),
+        calibration.as_ref(),
+    );
     if let Some(baseline) = &baseline {
-        verdicts.extend(gate::judge_baseline(baseline, &measured));
+        // Judged on the log as written, so the verdict is what anyone re-reading it gets.
+        let now = hlog::parse(&latency_log).map_err(|why| {
+            LoadgenError::Goose(format!("the latency log does not read back: {why}"))
+        })?;
+        verdicts.extend(gate::judge_baseline(baseline, &now.intervals));
     }
     // A rule that stopped the run stays failed, whatever the drain changed afterwards.
     verdicts.extend(live_failure);
@@ -207,10 +243,13 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
             records: traffic.records.len(),
             seed: settings.seed,
             git_commit: git_commit(),
+            interval_secs: settings.interval.as_secs_f64(),
         },
         requests: measured.requests.iter().map(|m| m.stats.clone()).collect(),
+        routes: measured.routes.iter().map(|m| m.stats.clone()).collect(),
         aggregate: measured.aggregate.stats.clone(),
         timeline,
+        latency_timeline: recorded.latency_timeline,
         delivery,
         gate: GateRecord {
             passed,
@@ -222,28 +261,33 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
             ("gate_junit", "gate.xml"),
             ("goose_html", "goose.html"),
             ("goose_json", "goose.json"),
+            ("latency_hlog", LATENCY_LOG),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .chain(receiver_files.into_iter().map(|f| {
+        .chain(receiver_files.iter().map(|(f, _)| {
             (
                 f.trim_end_matches(".hgrm")
                     .trim_end_matches(".json")
                     .replace('-', "_"),
-                f,
+                f.clone(),
             )
         }))
         .collect(),
     };
-    report.write(&dir).map_err(|source| LoadgenError::Reports {
-        path: dir.clone(),
-        source,
+    let mut files = receiver_files;
+    files.push((LATENCY_LOG.to_string(), latency_log));
+    write_reports(&settings.reports, &dir, &report, &files).map_err(|source| {
+        LoadgenError::Reports {
+            path: dir.clone(),
+            source,
+        }
     })?;
-    print!("{}", summary_table(&report));
+    print!("{}", terminal::requests(&report));
     if let Some(delivery) = &report.delivery {
-        print!("{}", delivery::table(delivery));
+        print!("{}", terminal::delivery(delivery));
     }
-    print!("{}", gate::table(&report.gate.rules));
+    print!("{}", terminal::gate(&report.gate.rules));
     println!(
         "Run {run_id} ended ({}) after {duration:.1}s. Report: {}",
         ended_by.describe(),
@@ -254,6 +298,89 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         report_dir: dir,
         report,
     })
+}
+
+/// The interval log's name in the run folder.
+pub const LATENCY_LOG: &str = "latency.hlog";
+
+/// Writes the run folder: loadgen.json, gate.xml, index.html, the latency log and the
+/// receivers' figures; then points `<reports>/latest` at it, rewrites the run list and,
+/// for a gated run, appends to the history.
+fn write_reports(
+    reports: &Path,
+    dir: &Path,
+    report: &LoadgenReport,
+    files: &[(String, String)],
+) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("loadgen.json"), json)?;
+    std::fs::write(
+        dir.join("gate.xml"),
+        junit::render(&report.run_id, &report.gate.rules),
+    )?;
+    std::fs::write(dir.join("index.html"), html::render(report))?;
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text)?;
+    }
+    point_latest(reports, dir)?;
+    let runs: Vec<LoadgenReport> = std::fs::read_dir(reports)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("loadgen.json")).ok())
+        .filter_map(|text| LoadgenReport::parse(&text).ok())
+        .collect();
+    std::fs::write(reports.join("index.html"), html::run_list(&runs))?;
+    if !report.gate.rules.is_empty() {
+        use std::io::Write;
+        let line = serde_json::to_string(&HistoryEntry::from_report(report))
+            .map_err(std::io::Error::other)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(reports.join(history::FILE))?;
+        writeln!(file, "{line}")?;
+    }
+    Ok(())
+}
+
+/// `reports/latest` is a relative symlink, so the folder can be moved or archived whole.
+fn point_latest(reports: &Path, dir: &Path) -> std::io::Result<()> {
+    let link = reports.join("latest");
+    let target: PathBuf = dir.file_name().map(PathBuf::from).unwrap_or_default();
+    match std::fs::symlink_metadata(&link) {
+        Ok(meta) if meta.file_type().is_symlink() => std::fs::remove_file(&link)?,
+        Ok(_) => return Ok(()), // a real file or folder named latest is the user's; leave it
+        Err(_) => {}
+    }
+    std::os::unix::fs::symlink(target, link)
+}
+
+/// An earlier run's report and latency log, from its folder or its loadgen.json.
+pub fn read_run(path: &Path) -> Result<(LoadgenReport, Log), String> {
+    let json = if path.is_dir() {
+        path.join("loadgen.json")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&json)
+        .map_err(|e| format!("cannot read {}: {e}", json.display()))?;
+    let report = LoadgenReport::parse(&text)?;
+    let folder = json.parent().unwrap_or(Path::new("."));
+    let log_path = folder.join(
+        report
+            .files
+            .get("latency_hlog")
+            .map(String::as_str)
+            .unwrap_or(LATENCY_LOG),
+    );
+    let log_text = std::fs::read_to_string(&log_path).map_err(|e| {
+        format!(
+            "cannot read its latency log {} ({e}); runs before loadgen kept its own histograms have none, so record the baseline again",
+            log_path.display()
+        )
+    })?;
+    let log = hlog::parse(&log_text).map_err(|why| format!("{}: {why}", log_path.display()))?;
+    Ok((report, log))
 }
 
 /// The configuration Goose runs with. Metrics are never reset after ramp-up, so every
@@ -356,31 +483,6 @@ fn new_run_id() -> String {
         chrono::Utc::now().format("%Y%m%d-%H%M%S"),
         rand::rng().random::<u16>()
     )
-}
-
-/// Per-request counts and percentiles, as the run's closing summary.
-fn summary_table(report: &LoadgenReport) -> String {
-    let mut out = format!(
-        "\n{:<12} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
-        "request", "count", "fails", "req/s", "p50", "p95", "p99", "max"
-    );
-    for row in report.requests.iter().chain([&report.aggregate]) {
-        let l = &row.latency_ms;
-        let ms = crate::duration::format_ms;
-        out.push_str(&format!(
-            "{:<12} {:>9} {:>7} {:>9.1} {:>9} {:>9} {:>9} {:>9}\n",
-            row.name,
-            row.count,
-            row.failures,
-            row.rps,
-            ms(l.p50),
-            ms(l.p95),
-            ms(l.p99),
-            ms(l.max)
-        ));
-    }
-    out.push('\n');
-    out
 }
 
 /// Goose's `Display` names only the kind of error; its option and detail say what to fix.

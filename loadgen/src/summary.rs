@@ -1,14 +1,16 @@
-//! Goose's per-request metrics turned into the report's rows, with an HdrHistogram per
-//! request (and one merged for all requests) so any percentile a rule names can be judged.
+//! The report's request and route rows, read off loadgen's own histograms (`intervals`):
+//! exact microsecond percentiles at 3 significant digits, per request name, per route, and
+//! for all requests together.
 
 use std::collections::BTreeMap;
 
-use goose::metrics::{GooseMetrics, GooseRequestMetricAggregate};
 use hdrhistogram::Histogram;
 
-use crate::report::{Latency, RequestStats};
+use crate::hlog::Log;
+use crate::intervals::{Recorded, SeriesTotal, new_histogram};
+use crate::model::{Latency, RequestStats, SeriesKind};
 
-/// One request name's figures and the histogram behind them (microseconds).
+/// One series' figures and the histogram behind them (microseconds).
 #[derive(Debug, Clone)]
 pub struct Measured {
     pub stats: RequestStats,
@@ -19,26 +21,55 @@ pub struct Measured {
 #[derive(Debug, Clone)]
 pub struct Measurements {
     pub requests: Vec<Measured>,
+    pub routes: Vec<Measured>,
     pub aggregate: Measured,
 }
 
 impl Measurements {
     /// `duration_secs` is the whole run, ramp-up included, as Locust counts it.
-    pub fn from_goose(metrics: &GooseMetrics, duration_secs: f64) -> Measurements {
-        let mut names: Vec<&String> = metrics.requests.keys().collect();
-        names.sort();
-        let mut aggregate = Accumulator::new("Aggregated");
+    pub fn from_recorded(recorded: &Recorded, duration_secs: f64) -> Measurements {
+        let mut all = SeriesTotal::default();
         let mut requests = Vec::new();
-        for name in names {
-            let mut one = Accumulator::new(name);
-            one.add(&metrics.requests[name]);
-            aggregate.add(&metrics.requests[name]);
-            requests.push(one.finish(duration_secs));
+        let mut routes = Vec::new();
+        for (key, total) in &recorded.totals {
+            let measured = measure(&key.name, total, duration_secs);
+            match key.kind {
+                SeriesKind::Request => {
+                    all.histogram
+                        .add(&total.histogram)
+                        .expect("auto-resizing histograms add");
+                    all.failures += total.failures;
+                    all.sum_us += total.sum_us;
+                    for (code, n) in &total.status_codes {
+                        *all.status_codes.entry(*code).or_default() += n;
+                    }
+                    requests.push(measured);
+                }
+                SeriesKind::Route => routes.push(measured),
+            }
         }
         Measurements {
             requests,
-            aggregate: aggregate.finish(duration_secs),
+            routes,
+            aggregate: measure("Aggregated", &all, duration_secs),
         }
+    }
+
+    /// The figures of an earlier run, from its latency log: latency exactly as measured,
+    /// rates over `duration_secs`; the log has no failures or status codes.
+    pub fn from_log(log: &Log, duration_secs: f64) -> Measurements {
+        let mut recorded = Recorded::default();
+        for interval in &log.intervals {
+            let total = recorded.totals.entry(interval.series.clone()).or_default();
+            total
+                .histogram
+                .add(&interval.histogram)
+                .expect("auto-resizing histograms add");
+        }
+        for total in recorded.totals.values_mut() {
+            total.sum_us = (total.histogram.mean() * total.histogram.len() as f64) as u64;
+        }
+        Measurements::from_recorded(&recorded, duration_secs)
     }
 
     /// The row for `name` (`POST /`), or all requests for `None`.
@@ -65,94 +96,87 @@ impl Measured {
     }
 }
 
-/// Sums Goose aggregates; times come from Goose's microsecond buckets (each under 1% wide).
-struct Accumulator {
-    name: String,
-    count: u64,
-    failures: u64,
-    total_us: u64,
-    min_us: Option<u64>,
-    max_us: u64,
-    status_codes: BTreeMap<String, u64>,
-    histogram: Histogram<u64>,
-}
-
-impl Accumulator {
-    fn new(name: &str) -> Accumulator {
-        Accumulator {
+fn measure(name: &str, total: &SeriesTotal, duration_secs: f64) -> Measured {
+    let h = &total.histogram;
+    let count = h.len();
+    let ms = |us: u64| us as f64 / 1000.0;
+    let latency = if count == 0 {
+        Latency::default()
+    } else {
+        Latency {
+            min: ms(h.min()),
+            avg: total.sum_us as f64 / count as f64 / 1000.0,
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p99_9: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    };
+    let status_codes: BTreeMap<String, u64> = total
+        .status_codes
+        .iter()
+        .map(|(code, n)| (code.to_string(), *n))
+        .collect();
+    Measured {
+        stats: RequestStats {
             name: name.to_string(),
-            count: 0,
-            failures: 0,
-            total_us: 0,
-            min_us: None,
-            max_us: 0,
-            status_codes: BTreeMap::new(),
-            // 1 us to 1 h at 3 significant digits: finer than Goose's buckets, so no loss.
-            histogram: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
-        }
-    }
-
-    fn add(&mut self, request: &GooseRequestMetricAggregate) {
-        self.count += (request.success_count + request.fail_count) as u64;
-        self.failures += request.fail_count as u64;
-        let times = &request.raw_data;
-        if times.counter > 0 {
-            self.total_us += times.total_time_us;
-            self.min_us = Some(
-                self.min_us
-                    .map_or(times.minimum_time_us, |m| m.min(times.minimum_time_us)),
-            );
-            self.max_us = self.max_us.max(times.maximum_time_us);
-            for (&bucket, &count) in times.times_us.iter() {
-                // Clamped into range: a sub-microsecond time still counts, as 1 us.
-                let value = bucket.clamp(1, self.histogram.high());
-                self.histogram
-                    .record_n(value, count as u64)
-                    .expect("value clamped into range");
-            }
-        }
-        for (code, count) in &request.status_code_counts {
-            *self.status_codes.entry(code.to_string()).or_default() += *count as u64;
-        }
-    }
-
-    fn finish(self, duration_secs: f64) -> Measured {
-        let samples = self.histogram.len();
-        let quantile = |p: f64| self.histogram.value_at_quantile(p) as f64 / 1000.0;
-        let latency = if samples == 0 {
-            Latency::default()
-        } else {
-            Latency {
-                min: self.min_us.unwrap_or(0) as f64 / 1000.0,
-                avg: self.total_us as f64 / samples as f64 / 1000.0,
-                p50: quantile(0.50),
-                p90: quantile(0.90),
-                p95: quantile(0.95),
-                p99: quantile(0.99),
-                p99_9: quantile(0.999),
-                max: self.max_us as f64 / 1000.0,
-            }
-        };
-        let stats = RequestStats {
-            name: self.name,
-            count: self.count,
-            failures: self.failures,
-            error_rate: if self.count == 0 {
+            count,
+            failures: total.failures,
+            error_rate: if count == 0 {
                 0.0
             } else {
-                self.failures as f64 * 100.0 / self.count as f64
+                total.failures as f64 * 100.0 / count as f64
             },
             rps: if duration_secs > 0.0 {
-                self.count as f64 / duration_secs
+                count as f64 / duration_secs
             } else {
                 0.0
             },
             latency_ms: latency,
-            status_codes: self.status_codes,
-        };
-        Measured {
-            stats,
-            histogram: self.histogram,
+            status_codes,
+        },
+        histogram: if count == 0 {
+            new_histogram()
+        } else {
+            h.clone()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::intervals::{Recorder, Sample};
+
+    #[test]
+    fn rows_per_request_and_route_and_an_aggregate_of_requests_only() {
+        let recorder = Recorder::new(Instant::now(), Duration::from_secs(1));
+        for (request, route, ms, status) in [
+            ("POST /", Some("grpc"), 2, 201),
+            ("POST /", Some("nats"), 4, 201),
+            ("POST /", None, 8, 503),
+            ("GET /", None, 1, 200),
+        ] {
+            recorder.record(Sample {
+                request,
+                route,
+                status,
+                success: status < 400,
+                elapsed: Duration::from_millis(ms),
+            });
         }
+        let m = Measurements::from_recorded(&recorder.finish(), 2.0);
+        let post = &m.find(Some("POST /")).unwrap().stats;
+        assert_eq!((post.count, post.failures), (3, 1));
+        assert!((post.latency_ms.avg - 14.0 / 3.0).abs() < 1e-9);
+        assert_eq!(post.status_codes["503"], 1);
+        assert_eq!(m.routes.len(), 2);
+        assert_eq!(m.aggregate.stats.count, 4, "routes are not counted twice");
+        assert_eq!(m.aggregate.stats.rps, 2.0);
+        assert!((m.aggregate.stats.latency_ms.max - 8.0).abs() < 0.01);
     }
 }

@@ -1,7 +1,7 @@
 //! Inline SVG line charts for the HTML report: no script, no network, so the page works
 //! offline and in any browser, and a test can read it as text.
 
-use std::fmt::Write;
+use maud::{Markup, html};
 
 /// One line on a chart.
 #[derive(Debug, Clone)]
@@ -30,8 +30,8 @@ const TOP: f64 = 28.0;
 const BOTTOM: f64 = 44.0;
 
 /// A chart of `series` over `x` (ticks required; their extent sets the x range) and `y`
-/// (ticks optional: from 0 to a rounded maximum when empty).
-pub fn line_chart(title: &str, series: &[Series], x: &Axis, y: &Axis) -> String {
+/// (ticks optional: from 0 to a rounded maximum when empty). maud escapes every text.
+pub fn line_chart(title: &str, series: &[Series], x: &Axis, y: &Axis) -> Markup {
     let (x_min, x_max) = extent(x.ticks.iter().map(|t| t.0)).unwrap_or((0.0, 1.0));
     let y_ticks = if y.ticks.is_empty() {
         nice_ticks(
@@ -48,79 +48,39 @@ pub fn line_chart(title: &str, series: &[Series], x: &Axis, y: &Axis) -> String 
     let plot_h = HEIGHT - TOP - BOTTOM;
     let sx = |v: f64| LEFT + (v - x_min) / (x_max - x_min).max(f64::EPSILON) * plot_w;
     let sy = |v: f64| TOP + plot_h - (v / y_max.max(f64::EPSILON)).min(1.05) * plot_h;
-
-    let mut svg = String::new();
-    let label = escape(title);
-    let _ = write!(
-        svg,
-        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}">"#
-    );
-    let _ = write!(
-        svg,
-        r#"<text x="{LEFT}" y="16" class="title">{}</text>"#,
-        escape(title)
-    );
-    for (value, text) in &y_ticks {
-        let y = sy(*value);
-        let _ = write!(
-            svg,
-            r#"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{}</text>"#,
-            WIDTH - RIGHT,
-            LEFT - 4.0,
-            y + 4.0,
-            escape(text)
-        );
-    }
-    for (value, text) in &x.ticks {
-        let xx = sx(*value);
-        let _ = write!(
-            svg,
-            r#"<line x1="{xx:.1}" x2="{xx:.1}" y1="{TOP}" y2="{}" class="grid"/><text x="{xx:.1}" y="{}" class="tick" text-anchor="middle">{}</text>"#,
-            TOP + plot_h,
-            TOP + plot_h + 14.0,
-            escape(text)
-        );
-    }
-    let _ = write!(
-        svg,
-        r#"<text x="{}" y="{}" class="axis" text-anchor="middle">{}</text><text x="12" y="{}" class="axis" transform="rotate(-90 12 {})" text-anchor="middle">{}</text>"#,
-        LEFT + plot_w / 2.0,
-        HEIGHT - 6.0,
-        escape(&x.label),
-        TOP + plot_h / 2.0,
-        TOP + plot_h / 2.0,
-        escape(&y.label)
-    );
-    for (i, s) in series.iter().enumerate() {
-        if s.points.is_empty() {
-            continue;
+    let px = |v: f64| format!("{v:.1}");
+    let mid_y = TOP + plot_h / 2.0;
+    // Elements are closed explicitly: inside HTML, SVG is foreign content, where an
+    // unclosed <line> would swallow what follows it.
+    html! {
+        svg class="chart" viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img" aria-label=(title) {
+            text x=(LEFT) y="16" class="title" { (title) }
+            @for (value, text) in &y_ticks {
+                line x1=(LEFT) x2=(WIDTH - RIGHT) y1=(px(sy(*value))) y2=(px(sy(*value))) class="grid" {}
+                text x=(LEFT - 4.0) y=(px(sy(*value) + 4.0)) class="tick" text-anchor="end" { (text) }
+            }
+            @for (value, text) in &x.ticks {
+                line x1=(px(sx(*value))) x2=(px(sx(*value))) y1=(TOP) y2=(TOP + plot_h) class="grid" {}
+                text x=(px(sx(*value))) y=(TOP + plot_h + 14.0) class="tick" text-anchor="middle" { (text) }
+            }
+            text x=(LEFT + plot_w / 2.0) y=(HEIGHT - 6.0) class="axis" text-anchor="middle" { (x.label) }
+            text x="12" y=(mid_y) class="axis" transform=(format!("rotate(-90 12 {mid_y})")) text-anchor="middle" { (y.label) }
+            @for (i, s) in series.iter().enumerate().filter(|(_, s)| !s.points.is_empty()) {
+                @let points: Vec<String> = s
+                    .points
+                    .iter()
+                    .filter(|(x, _)| *x >= x_min && *x <= x_max)
+                    .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
+                    .collect();
+                @let lx = LEFT + 8.0 + (i as f64) * 120.0;
+                polyline points=(points.join(" ")) fill="none" stroke=(s.color) stroke-width="1.8" {
+                    title { (s.name) }
+                }
+                rect x=(px(lx)) y=(TOP + 4.0) width="10" height="3" fill=(s.color) {}
+                text x=(px(lx + 14.0)) y=(TOP + 9.0) class="legend" { (s.name) }
+            }
         }
-        let path: Vec<String> = s
-            .points
-            .iter()
-            .filter(|(px, _)| *px >= x_min && *px <= x_max)
-            .map(|(px, py)| format!("{:.1},{:.1}", sx(*px), sy(*py)))
-            .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="1.8"><title>{}</title></polyline>"#,
-            path.join(" "),
-            s.color,
-            escape(&s.name)
-        );
-        let lx = LEFT + 8.0 + (i as f64) * 120.0;
-        let _ = write!(
-            svg,
-            r#"<rect x="{lx:.1}" y="{}" width="10" height="3" fill="{}"/><text x="{:.1}" y="{}" class="legend">{}</text>"#,
-            TOP + 4.0,
-            s.color,
-            lx + 14.0,
-            TOP + 9.0,
-            escape(&s.name)
-        );
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 /// The x position of a percentile on HdrHistogram's "nines" axis: 90% -> 1, 99% -> 2.
@@ -171,13 +131,6 @@ fn trim(value: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,7 +169,8 @@ mod tests {
                 ticks: vec![(0.0, "0".into()), (1.0, "1".into())],
             },
             &Axis::default(),
-        );
+        )
+        .into_string();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 1);
         assert!(svg.contains("a&lt;b") && svg.contains("t&amp;t"));

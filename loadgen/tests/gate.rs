@@ -99,67 +99,139 @@ fn server_errors_fail_an_error_rate_rule_from_the_gate_file() {
     assert_eq!(verdict["passed"], false);
 }
 
-#[test]
-fn a_baseline_fails_the_gate_when_the_run_regressed() {
-    let target = Target::start();
-    let dir = tempfile::tempdir().unwrap();
-    // A baseline that claims far more requests/s and a far lower p95 than any run here.
-    let mut baseline = common::read_json(
-        &common::workspace_root().join("loadgen/tests/data/loadgen-recorded.json"),
-    );
-    baseline["aggregate"]["rps"] = serde_json::json!(1.0e9);
-    baseline["aggregate"]["latency_ms"]["p95"] = serde_json::json!(0.000_001);
-    let path = dir.path().join("baseline.json");
-    std::fs::write(&path, baseline.to_string()).unwrap();
-    let reports = dir.path().join("reports");
-    let run = loadgen(
+/// A 5 s loop run of 4 users against `target`, in half-second intervals; extra flags last.
+fn timed_run(target: &Target, reports: &std::path::Path, extra: &[&str]) -> common::Finished {
+    let url = target.url();
+    let args = [
         &[
-            &[
-                "-u",
-                "1",
-                "-H",
-                &target.url(),
-                "--baseline",
-                path.to_str().unwrap(),
-                "--max-regression",
-                "5",
-            ][..],
-            &FAST,
-        ]
-        .concat(),
-        &reports,
-        DEADLINE,
-    );
-    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("p95 regression<=5%"), "{}", run.stdout);
-    assert!(run.stdout.contains("rps regression<=5%"), "{}", run.stdout);
+            "-u",
+            "4",
+            "-r",
+            "1000",
+            "--mode",
+            "loop",
+            "-t",
+            "5s",
+            "--wait",
+            "5ms..5ms",
+            "--interval",
+            "500ms",
+            "--post-only",
+            "--no-reconcile",
+            "-H",
+            &url,
+        ][..],
+        extra,
+    ]
+    .concat();
+    loadgen(&args, reports, DEADLINE)
+}
 
-    // Its own report as the baseline for an identical setting passes with a wide allowance.
-    let own = run_dir(&reports).join("loadgen.json");
-    let again = loadgen(
-        &[
-            &[
-                "-u",
-                "1",
-                "-H",
-                &target.url(),
-                "--baseline",
-                own.to_str().unwrap(),
-                "--max-regression",
-                "1000",
-            ][..],
-            &FAST,
-        ]
-        .concat(),
-        &dir.path().join("again"),
-        DEADLINE,
-    );
+#[test]
+fn a_baseline_passes_an_identical_run_and_fails_a_slower_one() {
+    let fast = Target::start_slow(Duration::from_millis(4));
+    let slow = Target::start_slow(Duration::from_millis(12));
+    let dir = tempfile::tempdir().unwrap();
+    let first = timed_run(&fast, &dir.path().join("a"), &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let baseline = run_dir(&dir.path().join("a"));
+    assert!(baseline.join("latency.hlog").is_file());
+    let flags = [
+        "--baseline",
+        baseline.to_str().unwrap(),
+        "--max-regression",
+        "25",
+    ];
+
+    let same = timed_run(&fast, &dir.path().join("b"), &flags);
+    assert_eq!(same.code, 0, "{}{}", same.stdout, same.stderr);
     assert!(
-        again.stdout.contains("all 2 rules passed"),
+        same.stdout.contains("p99 regression<=25% for POST /"),
         "{}",
-        again.stdout
+        same.stdout
     );
-    assert_eq!(again.code, 0);
+
+    let slower = timed_run(&slow, &dir.path().join("c"), &flags);
+    assert_eq!(slower.code, 1, "{}{}", slower.stdout, slower.stderr);
+    let report = common::read_json(&run_dir(&dir.path().join("c")).join("loadgen.json"));
+    let p50 = report["gate"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["rule"] == "p50 regression<=25% for POST /")
+        .expect("a p50 comparison for POST /")
+        .clone();
+    assert_eq!(p50["passed"], false, "{p50}");
+    let change = &p50["change"];
+    assert!(change["low"].as_f64().unwrap() > 25.0, "{change}");
+    assert!(
+        change["percent"].as_f64().unwrap() > 100.0,
+        "4 ms to 12 ms: {change}"
+    );
+    let xml = std::fs::read_to_string(run_dir(&dir.path().join("c")).join("gate.xml")).unwrap();
+    assert!(xml.contains("interval_low_percent"), "{xml}");
+
+    // A baseline without a latency log (written before loadgen kept one) is bad input.
+    let old = dir.path().join("old.json");
+    std::fs::copy(baseline.join("loadgen.json"), &old).unwrap();
+    let refused = timed_run(
+        &fast,
+        &dir.path().join("d"),
+        &["--baseline", old.to_str().unwrap()],
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("latency log"), "{}", refused.stderr);
+}
+
+#[test]
+fn a_calibration_run_sets_the_scale_of_relative_limits() {
+    let ceiling = Target::start();
+    let slow = Target::start_slow(Duration::from_millis(20));
+    let dir = tempfile::tempdir().unwrap();
+    let calibration = timed_run(&ceiling, &dir.path().join("cal"), &[]);
+    assert_eq!(calibration.code, 0, "{}", calibration.stderr);
+    let cal = run_dir(&dir.path().join("cal"));
+    // Against the trivial target itself the run is about 1x the calibration...
+    let same = timed_run(
+        &ceiling,
+        &dir.path().join("same"),
+        &[
+            "--calibration",
+            cal.to_str().unwrap(),
+            "--threshold",
+            "p50<=3x for POST /",
+        ],
+    );
+    assert_eq!(same.code, 0, "{}{}", same.stdout, same.stderr);
+    // ...and a 20 ms service time is far beyond 3x a loopback round trip.
+    let slower = timed_run(
+        &slow,
+        &dir.path().join("slow"),
+        &[
+            "--calibration",
+            cal.to_str().unwrap(),
+            "--threshold",
+            "p50<=3x for POST /",
+        ],
+    );
+    assert_eq!(slower.code, 1, "{}{}", slower.stdout, slower.stderr);
+    assert!(
+        slower.stdout.contains("3x the calibration's"),
+        "{}",
+        slower.stdout
+    );
+    // A relative rule without a calibration is refused before anything is sent.
+    let refused = timed_run(
+        &ceiling,
+        &dir.path().join("none"),
+        &["--threshold", "p50<=3x"],
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--calibration"),
+        "{}",
+        refused.stderr
+    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{read_json, workspace_root};
-use loadgen::report::LoadgenReport;
+use loadgen::model::LoadgenReport;
 
 fn recorded() -> (serde_json::Value, LoadgenReport) {
     let path = workspace_root().join("loadgen/tests/data/loadgen-recorded.json");
@@ -32,6 +32,7 @@ fn every_section_is_rendered() {
         ("settings", "Run settings"),
         ("gate", "Gate"),
         ("timeline", "Requests, errors and users over time"),
+        ("latency-over-time", "Latency over time"),
         ("requests", "Request latency"),
         ("delivery", "Delivery by route"),
         ("latency", "Latency by percentile"),
@@ -42,9 +43,18 @@ fn every_section_is_rendered() {
             "missing section {id}"
         );
     }
-    // Two timeline charts (requests+errors, users) and one line per route on each latency chart.
-    assert_eq!(page.matches("<svg").count(), 4);
-    assert_eq!(page.matches("<polyline").count(), 3 + 3 * 2);
+    // Two timeline charts (requests+errors, users); p50/p95/p99 over time for each request
+    // and each route; one line per route on each stage's percentile chart.
+    let series = report.requests.len() + report.routes.len();
+    assert_eq!(series, 5, "GET /, POST / and three routes");
+    assert_eq!(page.matches("<svg").count(), 2 + series + 2);
+    assert_eq!(page.matches("<polyline").count(), 3 + 3 * series + 3 * 2);
+    for title in [
+        "request POST /: latency per interval",
+        "route nats: latency per interval",
+    ] {
+        assert!(page.contains(title), "no chart {title}");
+    }
     for route in ["grpc", "rabbitmq", "nats"] {
         assert!(
             page.contains(&format!("<tr><td>{route}</td>")),

@@ -31,7 +31,13 @@ fn a_run_writes_every_report_file_and_the_json_matches_its_schema() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let dir = run_dir(reports.path());
-    for file in ["loadgen.json", "gate.xml", "goose.html", "goose.json"] {
+    for file in [
+        "loadgen.json",
+        "gate.xml",
+        "goose.html",
+        "goose.json",
+        "latency.hlog",
+    ] {
         let path = dir.join(file);
         assert!(
             path.metadata().map(|m| m.len() > 0).unwrap_or(false),
@@ -72,6 +78,19 @@ fn a_run_writes_every_report_file_and_the_json_matches_its_schema() {
         timeline_total, 600,
         "the timeline accounts for every request"
     );
+    let interval_total: u64 = report["latency_timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "request")
+        .map(|p| p["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        interval_total, 600,
+        "the intervals account for every request"
+    );
+    let history = std::fs::read_to_string(reports.path().join("history.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 1, "a gated run joins the history");
     // The run id is the prefix of every key the target saw.
     let run_id = report["run_id"].as_str().unwrap();
     assert!(
@@ -153,4 +172,43 @@ fn loop_mode_cycles_through_the_records_until_run_time() {
     );
     let keys: std::collections::HashSet<_> = posts.iter().map(|p| p.key.clone()).collect();
     assert_eq!(keys.len(), posts.len(), "a key was reused across passes");
+}
+
+/// The interval log is HdrHistogram's format, not just ours: the HdrHistogram organisation's
+/// Python port (scripts/hdrh-py, installed by scripts/test) reads it with the same counts.
+#[test]
+fn another_hdrhistogram_implementation_reads_the_latency_log_back() {
+    let target = Target::start();
+    let reports = tempfile::tempdir().unwrap();
+    let run = loadgen(
+        &[
+            &["-u", "4", "-H", &target.url(), "--interval", "200ms"][..],
+            &FAST,
+        ]
+        .concat(),
+        reports.path(),
+        Duration::from_secs(120),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let dir = run_dir(reports.path());
+    let out = std::process::Command::new(workspace_root().join("scripts/hdrh-py"))
+        .arg("totals")
+        .arg(dir.join("latency.hlog"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/hdrh-py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let totals: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = read_json(&dir.join("loadgen.json"));
+    for row in report["requests"].as_array().unwrap() {
+        let tag = format!(
+            "request:{}",
+            row["name"].as_str().unwrap().replace(' ', "%20")
+        );
+        assert_eq!(totals[&tag], row["count"], "{tag}: {totals}");
+    }
+    assert_eq!(totals["request:POST%20/"], 400, "{totals}");
 }

@@ -43,13 +43,22 @@ impl Target {
 
     /// A target whose POST / answers `post_status` (to make the gate fail on errors).
     pub fn start_with(post_status: StatusCode) -> Target {
+        Self::start_full(post_status, Duration::ZERO)
+    }
+
+    /// A target with a fixed service time: every POST / is answered after `delay`.
+    pub fn start_slow(delay: Duration) -> Target {
+        Self::start_full(StatusCode::CREATED, delay)
+    }
+
+    fn start_full(post_status: StatusCode, delay: Duration) -> Target {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         let recorded = Arc::new(Mutex::new(Recorded::default()));
-        let state = (Arc::clone(&recorded), post_status);
+        let state = (Arc::clone(&recorded), post_status, delay);
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
@@ -78,10 +87,10 @@ impl Target {
     }
 }
 
-type Shared = (Arc<Mutex<Recorded>>, StatusCode);
+type Shared = (Arc<Mutex<Recorded>>, StatusCode, Duration);
 
 async fn on_post(
-    State((recorded, status)): State<Shared>,
+    State((recorded, status, delay)): State<Shared>,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
@@ -96,10 +105,13 @@ async fn on_post(
         content_type: header("content-type"),
         body,
     });
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     status
 }
 
-async fn on_get(State((recorded, _)): State<Shared>) -> &'static str {
+async fn on_get(State((recorded, _, _)): State<Shared>) -> &'static str {
     recorded.lock().unwrap().gets += 1;
     "ok"
 }

@@ -1,0 +1,165 @@
+//! The run's closing summary on the terminal: request and route percentiles, the delivery
+//! ledger and the gate's verdicts. Pure: each takes the report's model and returns text.
+
+use crate::duration::format_ms;
+use crate::model::{Delivery, LoadgenReport, ROUTES, Verdict};
+
+/// Per-request counts and percentiles, as the run's closing summary.
+pub fn requests(report: &LoadgenReport) -> String {
+    let mut out = format!(
+        "\n{:<16} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        "request", "count", "fails", "req/s", "p50", "p95", "p99", "max"
+    );
+    let rows = report
+        .requests
+        .iter()
+        .chain([&report.aggregate])
+        .map(|row| (row.name.clone(), row))
+        .chain(
+            report
+                .routes
+                .iter()
+                .map(|row| (format!("route {}", row.name), row)),
+        );
+    for (name, row) in rows {
+        let l = &row.latency_ms;
+        let ms = format_ms;
+        out.push_str(&format!(
+            "{:<16} {:>9} {:>7} {:>9.1} {:>9} {:>9} {:>9} {:>9}\n",
+            name,
+            row.count,
+            row.failures,
+            row.rps,
+            ms(l.p50),
+            ms(l.p95),
+            ms(l.p99),
+            ms(l.max)
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+/// The delivery ledger as a terminal table.
+pub fn delivery(delivery: &Delivery) -> String {
+    let mut out = format!(
+        "Delivery (receivers at {}{}):\n{:<10} {:>9} {:>9} {:>6} {:>10} {:>9} {:>13} {:>9} {:>10} {:>10}\n",
+        delivery.receivers,
+        match (delivery.drained, delivery.receivers_restarted) {
+            (true, false) => "",
+            (false, false) => ", NOT drained",
+            (true, true) => ", restarted during the run: no latency",
+            (false, true) => ", NOT drained, restarted during the run: no latency",
+        },
+        "route",
+        "accepted",
+        "stored",
+        "lost",
+        "duplicates",
+        "conflicts",
+        "dead-lettered",
+        "rejected",
+        "e2e p50",
+        "e2e p99"
+    );
+    for route in ROUTES.iter().chain(["all"].iter()) {
+        let r = &delivery.routes[*route];
+        let e2e = r.latency.get("e2e").cloned().unwrap_or_default();
+        out.push_str(&format!(
+            "{:<10} {:>9} {:>9} {:>6} {:>10} {:>9} {:>13} {:>9} {:>10} {:>10}\n",
+            route,
+            r.accepted,
+            r.stored,
+            r.lost,
+            r.duplicates,
+            r.conflicts,
+            r.dead_lettered,
+            r.rejected,
+            format_ms(e2e.p50),
+            format_ms(e2e.p99)
+        ));
+    }
+    if delivery.unrouted_rejected > 0 {
+        out.push_str(&format!(
+            "refused with no route named: {}\n",
+            delivery.unrouted_rejected
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+/// The terminal table: rule, observed, limit, verdict.
+pub fn gate(verdicts: &[Verdict]) -> String {
+    if verdicts.is_empty() {
+        return "Gate: no rules (pass --threshold RULE or --gate FILE to judge the run)\n".into();
+    }
+    let rows: Vec<[String; 5]> = verdicts
+        .iter()
+        .map(|v| {
+            [
+                v.rule.clone(),
+                v.observed.map_or("-".into(), |o| v.unit.format(o)),
+                v.unit.format(v.limit),
+                if v.passed { "PASS" } else { "FAIL" }.into(),
+                v.detail.clone(),
+            ]
+        })
+        .collect();
+    let header = ["rule", "observed", "limit", "result", "detail"];
+    let widths: Vec<usize> = (0..5)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].len())
+                .chain([header[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 5]| {
+        let mut out = String::new();
+        for (c, cell) in cells.iter().enumerate() {
+            out.push_str(&format!("{:<width$}  ", cell, width = widths[c]));
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = String::from("Gate:\n");
+    out.push_str(&line(header));
+    for row in &rows {
+        out.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
+    }
+    let failed = verdicts.iter().filter(|v| !v.passed).count();
+    out.push_str(&if failed == 0 {
+        format!("all {} rules passed\n", verdicts.len())
+    } else {
+        format!("{failed} of {} rules FAILED\n", verdicts.len())
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{RuleSource, Unit};
+
+    fn verdict(rule: &str, passed: bool) -> Verdict {
+        Verdict {
+            rule: rule.into(),
+            source: RuleSource::Cli,
+            observed: Some(12.0),
+            limit: 10.0,
+            unit: Unit::Ms,
+            passed,
+            detail: "why".into(),
+            change: None,
+        }
+    }
+
+    #[test]
+    fn the_table_shows_each_rule_and_the_outcome() {
+        let text = gate(&[verdict("p95<200ms", true), verdict("p95<50ms", false)]);
+        assert!(text.contains("p95<200ms") && text.contains("PASS"));
+        assert!(text.contains("p95<50ms") && text.contains("FAIL"));
+        assert!(text.contains("1 of 2 rules FAILED"));
+    }
+}
