@@ -219,6 +219,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 body_limit: config.body_limit,
                 body_read_timeout: config.body_read_timeout,
                 publish_timeout,
+                slowdown: config.test_slowdown,
             });
             let app = entry_app(entry, Arc::clone(&read_state));
             servers.push(spawn_server(listener, app, limits, &stop, &config));

@@ -171,6 +171,18 @@ pub struct Config {
     /// Run no front door (another balancer, such as nginx, spreads over the entries)
     #[arg(long)]
     pub no_balancer: bool,
+
+    /// Test only: each entry answer waits (FACTOR - 1) times its own handling time, so a
+    /// build FACTOR times slower can be staged to prove the CI gate catches it
+    #[arg(long, value_name = "FACTOR", env = "RECEIVERS_TEST_SLOWDOWN", default_value_t = 1.0, hide = true, value_parser = parse_slowdown)]
+    pub test_slowdown: f64,
+}
+
+fn parse_slowdown(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() && (1.0..=100.0).contains(&f) => Ok(f),
+        _ => Err(format!("{text}: a slowdown factor from 1 to 100, such as 2")),
+    }
 }
 
 impl Config {

@@ -34,6 +34,8 @@ pub struct Entry {
     pub body_read_timeout: Duration,
     /// How long to wait for the middleware's acknowledgement before answering 503.
     pub publish_timeout: Duration,
+    /// Test only (`--test-slowdown`): 1 is normal speed, 2 answers after twice the time.
+    pub slowdown: f64,
 }
 
 /// The entry's router: `POST /` plus the read endpoints.
@@ -66,6 +68,11 @@ pub async fn post_record(State(entry): State<Arc<Entry>>, request: Request) -> R
             .into_response()
         }
     };
+    if entry.slowdown > 1.0 {
+        // Staged slowness for the CI gate's own test: the answer takes `slowdown` times as
+        // long as the work did, measured here so it scales with whatever the work costs.
+        tokio::time::sleep(arrived.elapsed().mul_f64(entry.slowdown - 1.0)).await;
+    }
     entry.stats.latency(
         route,
         crate::stats::Stage::Ingress,

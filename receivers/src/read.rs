@@ -168,7 +168,7 @@ pub async fn stats(State(state): State<Arc<ReadState>>) -> Response {
 
 pub async fn metrics(State(state): State<Arc<ReadState>>) -> Response {
     let body = prometheus::render(&state.stats.snapshot().await);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    ([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], body).into_response()
 }
 
 pub async fn health() -> Response {

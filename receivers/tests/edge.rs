@@ -106,6 +106,7 @@ async fn start_entry() -> Edge {
         body_limit: 1024,
         body_read_timeout: Duration::from_millis(300),
         publish_timeout: Duration::from_secs(1),
+        slowdown: 1.0,
     });
     let stop = CancellationToken::new();
     let url = serve_on_port_0(entry_app(entry, read), &stop).await;
