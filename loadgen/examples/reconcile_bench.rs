@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use contract::Route;
-use loadgen::delivery::{Receivers, ledger};
-use loadgen::sent::SentLedger;
+use loadgen::ledger::delivery::{Receivers, ledger};
+use loadgen::ledger::sent::SentLedger;
 
 /// This process's peak resident set, in MiB, from /proc.
 fn peak_rss_mib() -> f64 {

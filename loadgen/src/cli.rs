@@ -9,9 +9,10 @@ use serde::Deserialize;
 
 use crate::duration::{BareUnit, parse_span, parse_wait};
 use crate::error::LoadgenError;
-use crate::gate::{RuleSource, SourcedRule};
+use crate::judge::gate::{RuleSource, SourcedRule};
+use crate::judge::rule::Rule;
+use crate::model::Worker;
 use crate::replay::Mode;
-use crate::rule::Rule;
 
 /// Replays a JSON traffic file against an HTTP host with Goose, writes reports, and
 /// judges the run against gate rules (exit 0 passed, 1 a rule failed, 2 bad usage or input).
@@ -116,13 +117,169 @@ pub struct Cli {
     /// Seconds between progress lines on stderr
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub progress_every: u64,
+
+    /// Run as worker I of N (I from 0, as Kubernetes' JOB_COMPLETION_INDEX): users I, I+N,
+    /// ... and 1/N of the hatch rate; `loadgen merge` joins the workers' folders
+    #[arg(long, value_name = "I/N", requires = "run_id")]
+    pub worker: Option<String>,
+
+    /// The run's id, shared by all its workers [default: UTC time and 16 random bits]
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+
+    /// Start the users at this RFC 3339 time (2026-11-27T10:00:00Z), so workers start
+    /// together; a worker that starts late says by how much
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+}
+
+/// `loadgen merge`'s flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MergeArgs {
+    /// The workers' run folders, one per worker
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+
+    /// Folder that receives the merged run's folder
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub reports: PathBuf,
+
+    /// Gate rule, repeatable, judged on the merged run
+    #[arg(long = "threshold", value_name = "RULE")]
+    pub thresholds: Vec<String>,
+
+    /// TOML file of gate rules
+    #[arg(long, value_name = "FILE")]
+    pub gate: Option<PathBuf>,
+
+    /// An earlier run to compare the merged one with (see loadgen --help)
+    #[arg(long, value_name = "RUN")]
+    pub baseline: Option<PathBuf>,
+
+    /// Percent a percentile may rise, or requests/s fall, against --baseline
+    #[arg(long, value_name = "PCT", default_value_t = 10.0)]
+    pub max_regression: f64,
+
+    /// The receivers to reconcile the merged ledger with, repeatable
+    #[arg(long, value_name = "URL")]
+    pub receivers: Vec<String>,
+
+    /// How long to wait for the receivers to store what is in flight
+    #[arg(long, value_name = "TIME", default_value = "30s")]
+    pub drain_timeout: String,
+
+    /// Skip reconciliation
+    #[arg(long)]
+    pub no_reconcile: bool,
+}
+
+/// The rules of a run: `--threshold`s, then the gate file's, each judged once.
+pub fn parse_rules(
+    thresholds: &[String],
+    gate: Option<&std::path::Path>,
+    max_regression: f64,
+) -> Result<(Vec<SourcedRule>, f64), LoadgenError> {
+    let mut rules = Vec::new();
+    for text in thresholds {
+        let rule: Rule = text
+            .parse()
+            .map_err(|e| LoadgenError::Usage(format!("--threshold: {e}")))?;
+        rules.push(SourcedRule {
+            rule,
+            source: RuleSource::Cli,
+        });
+    }
+    let mut max_regression = max_regression;
+    if let Some(path) = gate {
+        let gate = read_gate_file(path)?;
+        for text in &gate.thresholds {
+            let rule: Rule = text
+                .parse()
+                .map_err(|e| LoadgenError::Usage(format!("gate file {}: {e}", path.display())))?;
+            rules.push(SourcedRule {
+                rule,
+                source: RuleSource::GateFile,
+            });
+        }
+        max_regression = gate.max_regression.unwrap_or(max_regression);
+    }
+    // The same rule from a flag and the gate file is judged once.
+    let mut seen = std::collections::HashSet::new();
+    rules.retain(|r: &SourcedRule| seen.insert(r.rule.text.clone()));
+    if !(max_regression.is_finite() && max_regression >= 0.0) {
+        return Err(LoadgenError::Usage(format!(
+            "--max-regression {max_regression}: it must be a percentage of 0 or more, such as 10"
+        )));
+    }
+    Ok((rules, max_regression))
+}
+
+/// `--receivers` as URLs: none with `no_reconcile`, the host when none is given.
+pub fn parse_receivers(
+    receivers: &[String],
+    no_reconcile: bool,
+    host: Option<&url::Url>,
+) -> Result<Vec<url::Url>, LoadgenError> {
+    if no_reconcile {
+        return Ok(Vec::new());
+    }
+    if receivers.is_empty() {
+        return Ok(host.into_iter().cloned().collect());
+    }
+    receivers
+        .iter()
+        .map(|text| {
+            parse_host(text).map_err(|_| {
+                LoadgenError::Usage(format!(
+                    "--receivers {text}: give the receivers' base URL, such as http://127.0.0.1:8080"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// A run id becomes a folder name and every key's prefix: letters, digits, `.`, `_`, `-`.
+fn check_run_id(id: &str) -> Result<(), LoadgenError> {
+    // The receivers page through a run's ids by `<run-id>-`, a prefix of 8 or more.
+    let ok = (7..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !id.starts_with(['.', '-']);
+    if ok {
+        Ok(())
+    } else {
+        Err(LoadgenError::Usage(format!(
+            "--run-id {id:?}: 7 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-', such as nightly-42"
+        )))
+    }
+}
+
+/// `I/N` with 0 <= I < N.
+fn parse_worker(text: &str) -> Result<Worker, LoadgenError> {
+    let bad = || {
+        LoadgenError::Usage(format!(
+            "--worker {text}: give I/N with I from 0 to N-1, such as 0/2 and 1/2 for two workers"
+        ))
+    };
+    let (index, count) = text.split_once('/').ok_or_else(bad)?;
+    let (index, count): (usize, usize) = (
+        index.trim().parse().map_err(|_| bad())?,
+        count.trim().parse().map_err(|_| bad())?,
+    );
+    if count == 0 || index >= count {
+        return Err(bad());
+    }
+    Ok(Worker { index, count })
 }
 
 /// What loadgen does besides a load test.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Each gated metric's trend over the runs in the history, with its change points
-    History(crate::history::HistoryArgs),
+    History(crate::judge::history::HistoryArgs),
+    /// Joins the folders of a run's workers into one run, reconciled and judged as one
+    Merge(MergeArgs),
 }
 
 /// The gate file's shape; unknown keys are refused so a typo is not silently ignored.
@@ -158,6 +315,9 @@ pub struct Settings {
     /// Empty when --no-reconcile.
     pub receivers: Vec<url::Url>,
     pub drain_timeout: Duration,
+    pub worker: Option<Worker>,
+    pub run_id: Option<String>,
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Cli {
@@ -190,61 +350,40 @@ impl Cli {
         }
         let wait =
             parse_wait(&self.wait).map_err(|e| LoadgenError::Usage(format!("--wait: {e}")))?;
-        let mut rules = Vec::new();
-        for text in &self.thresholds {
-            let rule: Rule = text
-                .parse()
-                .map_err(|e| LoadgenError::Usage(format!("--threshold: {e}")))?;
-            rules.push(SourcedRule {
-                rule,
-                source: RuleSource::Cli,
-            });
-        }
-        let receivers = if self.no_reconcile {
-            Vec::new()
-        } else if self.receivers.is_empty() {
-            vec![host.clone()]
-        } else {
-            self.receivers
-                .iter()
-                .map(|text| {
-                    parse_host(text).map_err(|_| {
-                        LoadgenError::Usage(format!(
-                            "--receivers {text}: give the receivers' base URL, such as http://127.0.0.1:8080"
-                        ))
-                    })
-                })
-                .collect::<Result<_, _>>()?
-        };
+        let receivers = parse_receivers(&self.receivers, self.no_reconcile, Some(&host))?;
         let drain_timeout = parse_span(&self.drain_timeout, BareUnit::Seconds)
             .map_err(|e| LoadgenError::Usage(format!("--drain-timeout: {e}")))?;
-        let mut max_regression = self.max_regression;
-        if let Some(path) = &self.gate {
-            let gate = read_gate_file(path)?;
-            for text in &gate.thresholds {
-                let rule: Rule = text.parse().map_err(|e| {
-                    LoadgenError::Usage(format!("gate file {}: {e}", path.display()))
-                })?;
-                rules.push(SourcedRule {
-                    rule,
-                    source: RuleSource::GateFile,
-                });
-            }
-            max_regression = gate.max_regression.unwrap_or(max_regression);
-        }
-        // The same rule from a flag and the gate file is judged once.
-        let mut seen = std::collections::HashSet::new();
-        rules.retain(|r: &SourcedRule| seen.insert(r.rule.text.clone()));
+        let (rules, max_regression) =
+            parse_rules(&self.thresholds, self.gate.as_deref(), self.max_regression)?;
         if self.max_rps == Some(0) {
             return usage(
                 "--max-rps 0 would send nothing; give a rate such as 500, or leave it out".into(),
             );
         }
-        if !(max_regression.is_finite() && max_regression >= 0.0) {
+        let worker = self.worker.as_deref().map(parse_worker).transpose()?;
+        if let Some(w) = worker
+            && w.share(self.users) == 0
+        {
             return usage(format!(
-                "--max-regression {max_regression}: it must be a percentage of 0 or more, such as 10"
+                "--worker {}/{}: {} users leave worker {} none; give at least {} users",
+                w.index, w.count, self.users, w.index, w.count
             ));
         }
+        if let Some(id) = &self.run_id {
+            check_run_id(id)?;
+        }
+        let start_at = match &self.start_at {
+            None => None,
+            Some(text) => Some(
+                chrono::DateTime::parse_from_rfc3339(text)
+                    .map_err(|e| {
+                        LoadgenError::Usage(format!(
+                            "--start-at {text}: {e}; give an RFC 3339 time such as 2026-11-27T10:00:00Z"
+                        ))
+                    })?
+                    .with_timezone(&chrono::Utc),
+            ),
+        };
         let interval = match parse_span(&self.interval, BareUnit::Seconds) {
             Ok(span) if span >= Duration::from_millis(10) => span,
             Ok(_) => {
@@ -287,6 +426,9 @@ impl Cli {
             post_only: self.post_only,
             receivers,
             drain_timeout,
+            worker,
+            run_id: self.run_id,
+            start_at,
         })
     }
 }

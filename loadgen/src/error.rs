@@ -29,6 +29,8 @@ pub enum LoadgenError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("merge: {path}: {why}")]
+    Merge { path: PathBuf, why: String },
     #[error("the load test failed to run: {0}")]
     Goose(String),
 }

@@ -1,39 +1,28 @@
 //! loadgen: replays a traffic file against an HTTP target with Goose users, writes
 //! `reports/<run-id>/`, and judges the run against gate rules for CI.
 //!
-//! Layers, each importing only those below it:
-//! - the model: `model` (the serde types of `loadgen.json`);
-//! - computations: `intervals` (per-interval HdrHistograms), `hlog` (the interval log),
-//!   `summary` (percentiles), `compare` (the bootstrap), `gate` (verdicts), `delivery`
-//!   (reconciliation), `history` (trends and change points), `rule`, `replay`, `sent`;
-//! - pure renderers, model in, text out: `html` and `svg` (maud), `junit` (quick-junit),
-//!   `terminal`;
-//! - `run`, which drives Goose and is the only module that writes files.
-//!
-//! With `--abort-on-fail`, Goose judges its own rules while the run goes on and `live_gate`
-//! the delivery and stage rules.
+//! The folders follow the flow, each layer importing only those below it:
+//! - input: `cli`, `traffic`, `duration` (flags and data, checked before anything is sent);
+//! - the model: `model`, the serde types of `loadgen.json` (a leaf);
+//! - `replay`: the Goose scenario, which records into `record`;
+//! - `record/`: per-interval HdrHistograms, the `.hlog`, live counters, percentiles;
+//! - `ledger/`: the sends and their reconciliation with the receivers;
+//! - `judge/`: rules, the gate, the baseline's bootstrap, live checks, the history;
+//! - `render/`: pure renderers, model in, text out (maud, quick-junit, terminal tables);
+//! - `run`: orchestration, and the only module that writes files; `merge` joins the
+//!   folders of a run's workers and has `run` write the merged one.
 
 pub mod cli;
-pub mod compare;
-pub mod delivery;
 pub mod duration;
 pub mod error;
-pub mod gate;
-pub mod history;
-pub mod hlog;
-pub mod html;
-pub mod intervals;
-pub mod junit;
-pub mod live_gate;
+pub mod judge;
+pub mod ledger;
+pub mod merge;
 pub mod model;
-pub mod progress;
+pub mod record;
+pub mod render;
 pub mod replay;
-pub mod rule;
 pub mod run;
-pub mod sent;
-pub mod summary;
-pub mod svg;
-pub mod terminal;
 pub mod traffic;
 
 pub use cli::{Cli, Settings};

@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     if let Some(loadgen::cli::Command::History(args)) = &cli.command {
-        return match loadgen::history::show(args) {
+        return match loadgen::judge::history::show(args) {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS
@@ -26,9 +26,12 @@ async fn main() -> ExitCode {
             }
         };
     }
-    let result = match cli.settings() {
-        Ok(settings) => loadgen::run(settings).await,
-        Err(error) => Err(error),
+    let result = match cli.command {
+        Some(loadgen::cli::Command::Merge(args)) => loadgen::merge::merge(args).await,
+        _ => match cli.settings() {
+            Ok(settings) => loadgen::run(settings).await,
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(outcome) if outcome.passed => ExitCode::SUCCESS,

@@ -43,6 +43,9 @@ pub struct LoadgenReport {
     pub gate: GateRecord,
     /// Files in the run folder, relative to it.
     pub files: BTreeMap<String, String>,
+    /// For a run merged from workers (`loadgen merge`): each worker's share.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<WorkerShare>,
 }
 
 /// Why the run stopped.
@@ -111,6 +114,55 @@ pub struct SettingsRecord {
     /// Seconds per histogram interval in the `.hlog` and the latency timeline.
     #[serde(default = "one_second")]
     pub interval_secs: f64,
+    /// Set when this process was one worker of several (`--worker I/N`); `users` and
+    /// `hatch_rate` above are then the whole run's, and this worker ran its share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerRecord>,
+}
+
+/// Which share of a run one worker ran: users `index`, `index + count`, ...
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Worker {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Worker {
+    /// The global index of this worker's `local`-th user.
+    pub fn user(self, local: usize) -> usize {
+        self.index + local * self.count
+    }
+
+    /// How many of `users` are this worker's.
+    pub fn share(self, users: usize) -> usize {
+        (0..users).filter(|u| u % self.count == self.index).count()
+    }
+}
+
+/// A worker's own record of its share and its start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    pub index: usize,
+    pub count: usize,
+    /// Users this worker ran.
+    pub users: usize,
+    /// The shared start time it was given (`--start-at`), RFC 3339.
+    pub start_at: Option<String>,
+    /// How late it started against `start_at`, in seconds (0 without one).
+    pub start_skew_secs: f64,
+}
+
+/// One worker's part in a merged run, as the merged report shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerShare {
+    pub index: usize,
+    /// The worker's run folder, as given to `loadgen merge`.
+    pub folder: String,
+    pub users: usize,
+    pub requests: u64,
+    pub started_at: String,
+    /// Seconds after the earliest worker's start.
+    pub start_skew_secs: f64,
 }
 
 fn one_second() -> f64 {
@@ -323,5 +375,20 @@ impl LoadgenReport {
                 error.column()
             )
         })
+    }
+}
+
+/// A verdict for renderers' tests: `rule`, 12 ms against a 10 ms limit.
+#[cfg(test)]
+pub fn test_verdict(rule: &str, passed: bool) -> Verdict {
+    Verdict {
+        rule: rule.into(),
+        source: RuleSource::Cli,
+        observed: Some(12.0),
+        limit: 10.0,
+        unit: Unit::Ms,
+        passed,
+        detail: "why".into(),
+        change: None,
     }
 }

@@ -11,9 +11,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use crate::intervals::{Recorder, Sample};
-use crate::progress::Live;
-use crate::sent::{self, SentLedger};
+use crate::ledger::sent::{self, SentLedger};
+use crate::model::Worker;
+use crate::record::intervals::{Recorder, Sample};
+use crate::record::progress::Live;
 
 pub use crate::model::Mode;
 
@@ -31,6 +32,8 @@ pub struct Replay {
     pub sent: SentLedger,
     /// Every request's latency, per request name, route and interval.
     pub recorder: Recorder,
+    /// This process's share when it is one worker of several; `users` is then the run's.
+    pub worker: Option<Worker>,
 }
 
 /// One user's place in the replay: indices into the shared records, not a copy of them.
@@ -61,9 +64,16 @@ impl Replay {
         }
     }
 
-    /// The Idempotency-Key of a user's n-th send: unique per (run, user, send).
+    /// The Idempotency-Key of a user's n-th send: unique per (run, worker, user, send).
     pub fn idempotency_key(&self, user: usize, sent: u64) -> String {
-        sent::key(&self.run_id, user, sent)
+        sent::key(&self.run_id, self.worker.map(|w| w.index), user, sent)
+    }
+
+    /// The run-wide index of Goose's `local`-th user in this process: a worker's users
+    /// are `index`, `index + count`, ..., so plans, seeds and keys are those of one process
+    /// running every user.
+    fn global_user(&self, local: usize) -> usize {
+        self.worker.map_or(local, |w| w.user(local))
     }
 
     fn plan_for(&self, user: usize) -> UserPlan {
@@ -132,7 +142,7 @@ impl Replay {
     /// Makes sure the user has a plan, counting it as started the first time.
     fn plan<'u>(&self, user: &'u mut GooseUser) -> &'u mut UserPlan {
         if user.get_session_data::<UserPlan>().is_none() {
-            let plan = self.plan_for(user.weighted_users_index);
+            let plan = self.plan_for(self.global_user(user.weighted_users_index));
             self.live.users_started.fetch_add(1, Ordering::Relaxed);
             if plan.order.is_empty() && self.mode != Mode::Loop {
                 self.live.users_finished.fetch_add(1, Ordering::Relaxed);
@@ -166,7 +176,7 @@ impl Replay {
 }
 
 async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionResult {
-    let user_index = user.weighted_users_index;
+    let user_index = replay.global_user(user.weighted_users_index);
     let plan = replay.plan(user);
     // A shared-mode user whose share is spent idles out its last iteration.
     let Some(index) = replay.next_record(plan) else {
@@ -243,6 +253,7 @@ mod tests {
             live: Arc::default(),
             sent: SentLedger::default(),
             recorder: Recorder::new(std::time::Instant::now(), Duration::from_secs(1)),
+            worker: None,
         }
     }
 
@@ -302,6 +313,28 @@ mod tests {
         );
         assert_eq!(route_named(br#"{"error":"x"}"#), None);
         assert_eq!(route_named(b"ok"), None);
+    }
+
+    #[test]
+    fn workers_split_the_users_and_shared_mode_still_sends_each_record_once() {
+        let mut sent = Vec::new();
+        for index in 0..3 {
+            let mut replay = replay(Mode::Shared, 20, 7);
+            let worker = Worker { index, count: 3 };
+            replay.worker = Some(worker);
+            for local in 0..worker.share(7) {
+                let user = replay.global_user(local);
+                assert_eq!(user % 3, index);
+                sent.extend(drain(&replay, user));
+                assert!(
+                    replay
+                        .idempotency_key(user, 0)
+                        .starts_with(&format!("run-w{index}-u{user}-"))
+                );
+            }
+        }
+        sent.sort();
+        assert_eq!(sent, (0..20).collect::<Vec<_>>());
     }
 
     #[test]

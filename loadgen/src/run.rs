@@ -15,19 +15,23 @@ use goose::prelude::GooseAttack;
 use rand::Rng;
 
 use crate::cli::Settings;
-use crate::delivery::{self, Receivers};
 use crate::error::LoadgenError;
-use crate::gate::{self, Baseline, Calibration};
-use crate::history::{self, HistoryEntry};
-use crate::hlog::{self, Log};
-use crate::intervals::Recorder;
-use crate::model::{EndedBy, GateRecord, LoadgenReport, SCHEMA_VERSION, SettingsRecord};
-use crate::progress::{Live, Sampler};
+use crate::judge::gate::{self, Baseline, Calibration};
+use crate::judge::history::{self, HistoryEntry};
+use crate::judge::live_gate;
+use crate::judge::rule::Op;
+use crate::ledger::delivery::{self, Receivers};
+use crate::ledger::sent::SentLedger;
+use crate::model::{
+    EndedBy, GateRecord, LoadgenReport, SCHEMA_VERSION, SettingsRecord, WorkerRecord,
+};
+use crate::record::hlog::{self, Log};
+use crate::record::intervals::Recorder;
+use crate::record::progress::{Live, Sampler};
+use crate::record::summary::Measurements;
+use crate::render::{html, junit, terminal};
 use crate::replay::{Mode, Replay};
-use crate::rule::Op;
-use crate::summary::Measurements;
 use crate::traffic::Traffic;
-use crate::{html, junit, live_gate, terminal};
 
 /// What a finished run decided, and where its reports are.
 #[derive(Debug)]
@@ -57,17 +61,17 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     };
     let calibration = match &settings.calibration {
         None => None,
-        Some(path) => {
-            let (report, log) = read_run(path).map_err(|why| LoadgenError::Calibration {
-                path: path.clone(),
-                why,
-            })?;
-            Some(Calibration {
+        Some(path) => read_run(path)
+            .map(|(report, log)| Calibration {
                 path: path.display().to_string(),
                 run_id: report.run_id.clone(),
                 measured: Measurements::from_log(&log, report.duration_secs),
             })
-        }
+            .map(Some)
+            .map_err(|why| LoadgenError::Calibration {
+                path: path.clone(),
+                why,
+            })?,
     };
     if settings.mode == Mode::Shared && settings.users > traffic.records.len() {
         eprintln!(
@@ -81,8 +85,12 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     }
     check_reachable(&settings.host).await?;
 
-    let run_id = new_run_id();
-    let dir = settings.reports.join(&run_id);
+    let run_id = settings.run_id.clone().unwrap_or_else(new_run_id);
+    // A worker's folder names it, so the workers of a run can share one reports folder.
+    let dir = settings.reports.join(match settings.worker {
+        Some(w) => format!("{run_id}-w{}", w.index),
+        None => run_id.clone(),
+    });
     eprintln!(
         "loadgen: run {run_id}: {} users at {}/s against {}, replaying {} records from {} ({} mode)",
         settings.users,
@@ -109,6 +117,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         },
     };
 
+    let start_skew_secs = wait_for_start(&settings).await;
     let live = Arc::new(Live::default());
     let replay = Arc::new(Replay {
         records: traffic.records.clone(),
@@ -117,8 +126,9 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         seed: settings.seed,
         run_id: run_id.clone(),
         live: Arc::clone(&live),
-        sent: Default::default(),
+        sent: SentLedger::for_workers(settings.worker.map(|w| w.count)),
         recorder: Recorder::new(Instant::now(), settings.interval),
+        worker: settings.worker,
     });
     let config = goose_configuration(&settings, replay.iterations(), &dir);
     let attack = GooseAttack::initialize_with_config(config)
@@ -180,8 +190,22 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
 
     let sent = replay.sent.snapshot();
     let mut receiver_files = Vec::new();
+    if settings.worker.is_some() {
+        // A worker leaves the reconciliation to `loadgen merge`: it keeps its sends and
+        // the receivers' counters before it started, for the merge to read.
+        receiver_files.push((
+            SENDS.to_string(),
+            serde_json::to_string(&sent).expect("the ledger serializes"),
+        ));
+        if let Some(start) = &start_stats {
+            receiver_files.push((
+                RECEIVERS_START.to_string(),
+                serde_json::to_string_pretty(start).expect("stats serialize"),
+            ));
+        }
+    }
     let delivery = match (&receivers, &start_stats) {
-        (Some(receivers), Some(start)) => {
+        (Some(receivers), Some(start)) if settings.worker.is_none() => {
             let reconciled = delivery::reconcile(
                 receivers,
                 &run_id,
@@ -244,6 +268,13 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
             seed: settings.seed,
             git_commit: git_commit(),
             interval_secs: settings.interval.as_secs_f64(),
+            worker: settings.worker.map(|w| WorkerRecord {
+                index: w.index,
+                count: w.count,
+                users: w.share(settings.users),
+                start_at: settings.start_at.map(|t| t.to_rfc3339()),
+                start_skew_secs,
+            }),
         },
         requests: measured.requests.iter().map(|m| m.stats.clone()).collect(),
         routes: measured.routes.iter().map(|m| m.stats.clone()).collect(),
@@ -274,6 +305,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
             )
         }))
         .collect(),
+        workers: Vec::new(),
     };
     let mut files = receiver_files;
     files.push((LATENCY_LOG.to_string(), latency_log));
@@ -302,11 +334,45 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
 
 /// The interval log's name in the run folder.
 pub const LATENCY_LOG: &str = "latency.hlog";
+/// A worker's ledger of sends, for `loadgen merge`.
+pub const SENDS: &str = "sends.json";
+/// A worker's copy of the receivers' `/stats` before it started.
+pub const RECEIVERS_START: &str = "receivers-start.json";
+
+/// Waits for `--start-at`; returns how late this process is against it, in seconds.
+async fn wait_for_start(settings: &Settings) -> f64 {
+    let Some(at) = settings.start_at else {
+        return 0.0;
+    };
+    let now = chrono::Utc::now();
+    match (at - now).to_std() {
+        Ok(wait) => {
+            eprintln!(
+                "loadgen: waiting {:.1}s for --start-at {}",
+                wait.as_secs_f64(),
+                at.to_rfc3339()
+            );
+            tokio::time::sleep(wait).await;
+            (chrono::Utc::now() - at).as_seconds_f64().max(0.0)
+        }
+        Err(_) => {
+            let late = (now - at).as_seconds_f64();
+            let who = settings.worker.map_or("this run".to_string(), |w| {
+                format!("worker {} of {}", w.index, w.count)
+            });
+            eprintln!(
+                "loadgen: {who} started {late:.1}s after --start-at {}: its users begin that much later than the others'; start the workers earlier, or give a later --start-at",
+                at.to_rfc3339()
+            );
+            late
+        }
+    }
+}
 
 /// Writes the run folder: loadgen.json, gate.xml, index.html, the latency log and the
 /// receivers' figures; then points `<reports>/latest` at it, rewrites the run list and,
 /// for a gated run, appends to the history.
-fn write_reports(
+pub(crate) fn write_reports(
     reports: &Path,
     dir: &Path,
     report: &LoadgenReport,
@@ -392,8 +458,16 @@ fn goose_configuration(
 ) -> GooseConfiguration {
     let mut config = GooseConfiguration::default();
     config.host = Some(settings.host.to_string());
-    config.users = Some(settings.users);
-    config.increase_rate = Some(settings.hatch_rate.to_string());
+    // A worker runs its share of the users at its share of the hatch rate.
+    let (users, hatch_rate) = match settings.worker {
+        Some(w) => (
+            w.share(settings.users),
+            settings.hatch_rate / w.count as f64,
+        ),
+        None => (settings.users, settings.hatch_rate),
+    };
+    config.users = Some(users);
+    config.increase_rate = Some(hatch_rate.to_string());
     config.iterations = iterations;
     // Goose never resets metrics in an --iterations run, and refuses to be told so.
     config.no_reset_metrics = iterations.is_none();
@@ -407,11 +481,12 @@ fn goose_configuration(
         .collect();
     if settings.abort_on_fail {
         // Goose checks the request rules every second and stops the run at the first
-        // failure; delivery and stage rules, and `==`, are loadgen's own (`live_gate`).
+        // failure; delivery and stage rules, and `==`, are loadgen's own (`live_gate`);
+        // multiples of a calibration run are judged at the end only.
         config.threshold = settings
             .rules
             .iter()
-            .filter(|r| !r.rule.metric.is_per_route() && r.rule.op != Op::Eq)
+            .filter(|r| !r.rule.metric.is_per_route() && r.rule.op != Op::Eq && !r.rule.relative)
             .map(|r| r.rule.text.clone())
             .collect();
         if config.threshold.is_empty() {

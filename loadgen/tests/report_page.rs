@@ -27,7 +27,7 @@ fn the_recorded_run_matches_the_schema() {
 #[test]
 fn every_section_is_rendered() {
     let (_, report) = recorded();
-    let page = loadgen::html::render(&report);
+    let page = loadgen::render::html::render(&report);
     for (id, heading) in [
         ("settings", "Run settings"),
         ("gate", "Gate"),
@@ -74,7 +74,7 @@ fn every_section_is_rendered() {
 #[test]
 fn nothing_is_loaded_from_the_network() {
     let (_, report) = recorded();
-    let page = loadgen::html::render(&report);
+    let page = loadgen::render::html::render(&report);
     for attribute in ["href=\"", "src=\""] {
         for (at, _) in page.match_indices(attribute) {
             let target = &page[at + attribute.len()..];

@@ -181,7 +181,9 @@ pub struct Config {
 fn parse_slowdown(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(f) if f.is_finite() && (1.0..=100.0).contains(&f) => Ok(f),
-        _ => Err(format!("{text}: a slowdown factor from 1 to 100, such as 2")),
+        _ => Err(format!(
+            "{text}: a slowdown factor from 1 to 100, such as 2"
+        )),
     }
 }
 

@@ -84,7 +84,11 @@ impl prometheus_client::collector::Collector for Snapshot {
                     .iter()
                     .map(|bound| {
                         let us = (bound * 1_000_000.0) as u64;
-                        let upto = if h.is_empty() { 0 } else { h.count_between(0, us) };
+                        let upto = if h.is_empty() {
+                            0
+                        } else {
+                            h.count_between(0, us)
+                        };
                         let own = upto - below;
                         below = upto;
                         (*bound, own)
@@ -92,12 +96,14 @@ impl prometheus_client::collector::Collector for Snapshot {
                     .collect();
                 buckets.push((f64::INFINITY, h.len() - below));
                 let labels = [("route", route.name()), ("stage", stage.name())];
-                latency.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
-                    s.mean_ms * s.count as f64 / 1000.0,
-                    s.count,
-                    &buckets,
-                    None,
-                )?;
+                latency
+                    .encode_family(&labels)?
+                    .encode_histogram::<NoLabelSet>(
+                        s.mean_ms * s.count as f64 / 1000.0,
+                        s.count,
+                        &buckets,
+                        None,
+                    )?;
             }
         }
         Ok(())

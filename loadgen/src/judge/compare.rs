@@ -187,7 +187,7 @@ pub fn regressed(change: &Change, statistic: Statistic, allowed: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::intervals::new_histogram;
+    use crate::record::intervals::new_histogram;
     use rand_distr_free::*;
 
     /// Normal-ish noise without another crate: the sum of uniforms (Irwin-Hall).

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use crate::hlog::Log;
-use crate::intervals::{Recorded, SeriesTotal, new_histogram};
 use crate::model::{Latency, RequestStats, SeriesKind};
+use crate::record::hlog::Log;
+use crate::record::intervals::{Recorded, SeriesTotal, new_histogram};
 
 /// One series' figures and the histogram behind them (microseconds).
 #[derive(Debug, Clone)]
@@ -150,7 +150,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::intervals::{Recorder, Sample};
+    use crate::record::intervals::{Recorder, Sample};
 
     #[test]
     fn rows_per_request_and_route_and_an_aggregate_of_requests_only() {

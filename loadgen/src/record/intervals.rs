@@ -229,7 +229,8 @@ fn close(state: &mut State, end_secs: f64) {
     }
 }
 
-fn interval_latency(key: &SeriesKey, h: &Histogram<u64>, end_secs: f64) -> IntervalLatency {
+/// One interval's latency row for the report, read off its histogram.
+pub fn interval_latency(key: &SeriesKey, h: &Histogram<u64>, end_secs: f64) -> IntervalLatency {
     let ms = |us: u64| us as f64 / 1000.0;
     IntervalLatency {
         end_secs,

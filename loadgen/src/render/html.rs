@@ -9,9 +9,9 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use crate::duration::format_ms;
 use crate::model::{
     Delivery, IntervalLatency, LoadgenReport, ROUTES, RequestStats, SeriesKind, TimelinePoint,
-    Verdict,
+    Verdict, WorkerShare,
 };
-use crate::svg::{Axis, PALETTE, Series, line_chart, nice_ticks, nines, nines_axis};
+use crate::render::svg::{Axis, PALETTE, Series, line_chart, nice_ticks, nines, nines_axis};
 
 const STYLE: &str = r#"
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1200px; color: #222; padding: 0 16px; }
@@ -60,6 +60,7 @@ pub fn render(report: &LoadgenReport) -> String {
                 (format!("{:.1}", report.duration_secs)) " s, ended: " (report.ended_by.describe())
             }
             (settings(report))
+            (workers(&report.workers))
             (gate(&report.gate.rules))
             (timeline(report))
             (latency_over_time(report))
@@ -107,11 +108,51 @@ fn settings(report: &LoadgenReport) -> Markup {
             "git commit",
             s.git_commit.clone().unwrap_or_else(|| "unknown".into()),
         ),
-    ];
+    ]
+    .into_iter()
+    .chain(s.worker.as_ref().map(|w| {
+        (
+            "worker",
+            format!(
+                "{} of {} ({} users), started {:.3} s after --start-at {}",
+                w.index,
+                w.count,
+                w.users,
+                w.start_skew_secs,
+                w.start_at.as_deref().unwrap_or("(none)")
+            ),
+        )
+    }));
     html! {
         section #settings {
             h2 { "Run settings" }
             table { @for (name, value) in rows { tr { td { (name) } td { (value) } } } }
+        }
+    }
+}
+
+/// A merged run's workers: count, and each one's share and start skew.
+fn workers(workers: &[WorkerShare]) -> Markup {
+    let requests: u64 = workers.iter().map(|w| w.requests).sum();
+    html! {
+        @if !workers.is_empty() {
+            section #workers {
+                h2 { "Workers" }
+                p.muted {
+                    (workers.len()) " workers merged: their histograms added, counters summed and timelines aligned on wall-clock seconds; the gate judged the merged run."
+                }
+                table {
+                    tr { th { "worker" } th { "users" } th { "requests" } th { "share" } th { "started" } th { "start skew" } th { "folder" } }
+                    @for w in workers {
+                        tr {
+                            td { (w.index) } td { (w.users) } td { (w.requests) }
+                            td { (format!("{:.1}%", w.requests as f64 * 100.0 / requests.max(1) as f64)) }
+                            td { (w.started_at) } td { (format!("{:.3} s", w.start_skew_secs)) }
+                            td { code { (w.folder) } }
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -2,17 +2,50 @@
 //! requests: each user's keys are `<run>-u<user>-<n>` with `n` counting up, so what was
 //! accepted is a set of ranges of `n` per user (one range when nothing was refused), and
 //! the rest is counters per route. A soak of millions of POSTs keeps a few bytes per user.
+//! A worker's keys carry the worker too, `<run>-w<worker>-u<user>-<n>`; users are numbered
+//! across all workers, so the ledgers of a run's workers join without overlapping.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use contract::Route;
+use serde::{Deserialize, Serialize};
 
 /// Non-overlapping half-open ranges `[start, end)` of sequence numbers, merged as they grow.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// In a worker's `sends.json` as a list of `[start, end]` pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<[u64; 2]>", into = "Vec<[u64; 2]>")]
 pub struct Ranges {
     /// start -> end
     spans: BTreeMap<u64, u64>,
+}
+
+impl TryFrom<Vec<[u64; 2]>> for Ranges {
+    type Error = String;
+
+    /// Refuses empty, reversed or overlapping ranges: a ledger that says so is corrupt.
+    fn try_from(pairs: Vec<[u64; 2]>) -> Result<Ranges, String> {
+        let mut spans = BTreeMap::new();
+        let mut last_end = None;
+        let mut sorted = pairs;
+        sorted.sort();
+        for [start, end] in sorted {
+            if start >= end || last_end.is_some_and(|e| start < e) {
+                return Err(format!(
+                    "range [{start}, {end}) is empty or overlaps another"
+                ));
+            }
+            spans.insert(start, end);
+            last_end = Some(end);
+        }
+        Ok(Ranges { spans })
+    }
+}
+
+impl From<Ranges> for Vec<[u64; 2]> {
+    fn from(ranges: Ranges) -> Vec<[u64; 2]> {
+        ranges.spans.into_iter().map(|(s, e)| [s, e]).collect()
+    }
 }
 
 impl Ranges {
@@ -69,14 +102,14 @@ impl Ranges {
 }
 
 /// Counts per route of the answers loadgen saw.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteCounts {
     pub accepted: u64,
     pub rejected: u64,
 }
 
-/// A copy of the sent ledger at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A copy of the sent ledger at one moment; a worker writes its last one as `sends.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentSnapshot {
     /// Per user, the sequence numbers of accepted POSTs (whatever route took them).
     pub accepted: HashMap<usize, Ranges>,
@@ -85,6 +118,10 @@ pub struct SentSnapshot {
     pub unrouted_rejected: u64,
     /// 2xx answers that named no route (a target that is not the receivers).
     pub unrouted_accepted: u64,
+    /// How many workers the run had (user `u` was worker `u % workers`'s); `None` for a
+    /// run of one process. It puts the worker back into a key rebuilt from (user, n).
+    #[serde(default)]
+    pub workers: Option<usize>,
 }
 
 impl SentSnapshot {
@@ -100,6 +137,28 @@ impl SentSnapshot {
     pub fn accepted_total(&self) -> u64 {
         self.routes.values().map(|c| c.accepted).sum()
     }
+
+    /// The key that user `user` sent as its POST number `n`.
+    pub fn key(&self, run_id: &str, user: usize, n: u64) -> String {
+        key(run_id, self.workers.map(|w| user % w.max(1)), user, n)
+    }
+
+    /// Adds another worker's ledger; a user booked by both means the folders overlap.
+    pub fn join(&mut self, other: SentSnapshot) -> Result<(), String> {
+        for (user, ranges) in other.accepted {
+            if self.accepted.insert(user, ranges).is_some() {
+                return Err(format!("user {user} is in two workers' ledgers"));
+            }
+        }
+        for (route, counts) in other.routes {
+            let mine = self.routes.entry(route).or_default();
+            mine.accepted += counts.accepted;
+            mine.rejected += counts.rejected;
+        }
+        self.unrouted_rejected += other.unrouted_rejected;
+        self.unrouted_accepted += other.unrouted_accepted;
+        Ok(())
+    }
 }
 
 /// Written by every user after each POST; read once a second (live gate) and at the end.
@@ -109,6 +168,16 @@ pub struct SentLedger {
 }
 
 impl SentLedger {
+    /// An empty ledger for a run of `workers` workers (`None`: one process).
+    pub fn for_workers(workers: Option<usize>) -> SentLedger {
+        SentLedger {
+            inner: Mutex::new(SentSnapshot {
+                workers,
+                ..SentSnapshot::default()
+            }),
+        }
+    }
+
     /// Books POST number `n` of `user`: accepted or not, by the route its answer named.
     pub fn record(&self, user: usize, n: u64, route: Option<Route>, accepted: bool) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -135,20 +204,32 @@ impl SentLedger {
             routes: inner.routes.clone(),
             unrouted_rejected: inner.unrouted_rejected,
             unrouted_accepted: inner.unrouted_accepted,
+            workers: inner.workers,
         }
     }
 }
 
-/// The user and sequence number of a key `<run_id>-u<user>-<n>`.
+/// The user and sequence number of a key `<run_id>-u<user>-<n>` or, from a worker,
+/// `<run_id>-w<worker>-u<user>-<n>` (users are numbered across workers).
 pub fn parse_key(run_id: &str, key: &str) -> Option<(usize, u64)> {
-    let rest = key.strip_prefix(run_id)?.strip_prefix("-u")?;
+    let mut rest = key.strip_prefix(run_id)?;
+    if let Some(worker) = rest.strip_prefix("-w") {
+        let (index, after) = worker.split_once('-')?;
+        index.parse::<usize>().ok()?;
+        rest = after.strip_prefix('u')?;
+    } else {
+        rest = rest.strip_prefix("-u")?;
+    }
     let (user, n) = rest.split_once('-')?;
     Some((user.parse().ok()?, n.parse().ok()?))
 }
 
-/// The key of POST number `n` of `user`.
-pub fn key(run_id: &str, user: usize, n: u64) -> String {
-    format!("{run_id}-u{user}-{n}")
+/// The key of POST number `n` of `user`, sent by `worker` when the run has workers.
+pub fn key(run_id: &str, worker: Option<usize>, user: usize, n: u64) -> String {
+    match worker {
+        Some(w) => format!("{run_id}-w{w}-u{user}-{n}"),
+        None => format!("{run_id}-u{user}-{n}"),
+    }
 }
 
 #[cfg(test)]
@@ -190,7 +271,10 @@ mod tests {
     #[test]
     fn keys_round_trip() {
         let run = "20261127-063015-ab12";
-        assert_eq!(parse_key(run, &key(run, 17, 4999)), Some((17, 4999)));
+        assert_eq!(parse_key(run, &key(run, None, 17, 4999)), Some((17, 4999)));
+        assert_eq!(key(run, Some(1), 17, 4), format!("{run}-w1-u17-4"));
+        assert_eq!(parse_key(run, &key(run, Some(1), 17, 4)), Some((17, 4)));
+        assert_eq!(parse_key(run, &format!("{run}-wx-u17-4")), None);
         assert_eq!(parse_key(run, "20261127-063015-ab13-u1-2"), None);
         assert_eq!(parse_key(run, &format!("{run}-u1-x")), None);
     }

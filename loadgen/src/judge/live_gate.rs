@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use contract::StatsSnapshot;
 
-use crate::delivery::{self, Delivery, Receivers};
-use crate::gate::{SourcedRule, Verdict, judge_delivery};
+use crate::judge::gate::{SourcedRule, Verdict, judge_delivery};
+use crate::judge::rule::{LedgerField, Metric, Op, Rule};
+use crate::ledger::delivery::{self, Delivery, Receivers};
 use crate::replay::Replay;
-use crate::rule::{LedgerField, Metric, Op, Rule};
 
 /// Samples a stage needs before its percentile may stop a run.
 pub const MIN_STAGE_SAMPLES: u64 = 100;
@@ -124,8 +124,8 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::{RouteLedger, StageLatency};
-    use crate::gate::RuleSource;
+    use crate::judge::gate::RuleSource;
+    use crate::ledger::delivery::{RouteLedger, StageLatency};
 
     fn sourced(text: &str) -> SourcedRule {
         SourcedRule {

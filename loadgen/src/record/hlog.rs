@@ -11,7 +11,7 @@ use hdrhistogram::serialization::interval_log::{
     IntervalLogIterator, IntervalLogWriterBuilder, LogEntry, Tag,
 };
 
-use crate::intervals::{EncodedInterval, SeriesKey};
+use crate::record::intervals::{EncodedInterval, SeriesKey};
 
 /// One interval of one series, decoded.
 #[derive(Debug, Clone)]
@@ -113,7 +113,7 @@ pub fn parse(text: &str) -> Result<Log, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::intervals::new_histogram;
+    use crate::record::intervals::new_histogram;
 
     fn interval(start: f64, name: &str, values: &[u64]) -> EncodedInterval {
         let mut h = new_histogram();

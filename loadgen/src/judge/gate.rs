@@ -1,12 +1,12 @@
 //! The verdict: each gate rule judged once against the finished run's measurements, the
 //! statistical comparison with a baseline, and limits relative to a calibration run.
 
-use crate::compare::{self, Side, Statistic};
-use crate::hlog::{Log, LoggedInterval};
+use crate::judge::compare::{self, Side, Statistic};
+use crate::judge::rule::{LedgerField, Metric, Rule, Unit};
 use crate::model::{Change, Delivery, LoadgenReport, SeriesKind};
 pub use crate::model::{RuleSource, Verdict};
-use crate::rule::{LedgerField, Metric, Rule, Unit};
-use crate::summary::Measurements;
+use crate::record::hlog::{Log, LoggedInterval};
+use crate::record::summary::Measurements;
 
 /// A rule with where it came from.
 #[derive(Debug, Clone)]
@@ -214,7 +214,7 @@ fn judge_one(
 }
 
 /// A request metric's value in its unit, or `None` when there is nothing to measure.
-fn request_metric(metric: Metric, row: &crate::summary::Measured) -> Option<f64> {
+fn request_metric(metric: Metric, row: &crate::record::summary::Measured) -> Option<f64> {
     let stats = &row.stats;
     match metric {
         Metric::Percentile(p) => row.percentile_ms(p),
@@ -365,7 +365,7 @@ mod tests {
 
     use super::*;
     use crate::model::{Latency, RequestStats};
-    use crate::summary::Measured;
+    use crate::record::summary::Measured;
 
     fn measured(name: &str, times_us: &[u64], failures: u64, rps: f64) -> Measured {
         let mut histogram = Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap();
@@ -407,7 +407,7 @@ mod tests {
 
     #[test]
     fn delivery_rules_judge_the_ledger_and_fail_without_one() {
-        use crate::delivery::{RouteLedger, StageLatency};
+        use crate::ledger::delivery::{RouteLedger, StageLatency};
         let mut nats = RouteLedger {
             accepted: 10,
             stored: 9,
@@ -507,7 +507,7 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         (0..seconds)
             .map(|i| {
-                let mut histogram = crate::intervals::new_histogram();
+                let mut histogram = crate::record::intervals::new_histogram();
                 for _ in 0..200 {
                     let jitter = rng.random_range(0..service_us / 5);
                     histogram.record(service_us + jitter).unwrap();
@@ -515,7 +515,7 @@ mod tests {
                 LoggedInterval {
                     start_secs: i as f64,
                     duration_secs: 1.0,
-                    series: crate::intervals::SeriesKey::request("POST /"),
+                    series: crate::record::intervals::SeriesKey::request("POST /"),
                     histogram,
                 }
             })
@@ -523,7 +523,7 @@ mod tests {
     }
 
     fn baseline(intervals: Vec<LoggedInterval>) -> Baseline {
-        let report = serde_json::from_str(include_str!("../tests/data/loadgen-recorded.json"))
+        let report = serde_json::from_str(include_str!("../../tests/data/loadgen-recorded.json"))
             .expect("the recorded report reads");
         Baseline {
             path: "b".into(),

@@ -12,8 +12,8 @@ use contract::{LedgerRow, RecordsPage, Route, RouteStats, Stage, StatsSnapshot};
 use hdrhistogram::Histogram;
 use serde::de::DeserializeOwned;
 
+use crate::ledger::sent::{self, Ranges, SentSnapshot};
 pub use crate::model::{Delivery, RouteLedger, StageLatency};
-use crate::sent::{self, Ranges, SentSnapshot};
 
 pub use crate::model::ROUTES;
 /// Lost ids listed per route at most; the count is always exact.
@@ -279,7 +279,7 @@ pub fn ledger(
         for n in sent.accepted[user].missing_from(found) {
             lost += 1;
             if lost_ids.len() < LOST_IDS_LISTED {
-                lost_ids.push(sent::key(run_id, *user, n));
+                lost_ids.push(sent.key(run_id, *user, n));
             }
         }
     }
@@ -399,7 +399,7 @@ pub fn stage_latency(h: &Histogram<u64>) -> StageLatency {
 mod tests {
     use super::*;
 
-    use crate::sent::SentLedger;
+    use crate::ledger::sent::SentLedger;
 
     #[test]
     fn the_ledger_counts_lost_duplicates_and_rejections_per_route() {

@@ -50,20 +50,7 @@ pub fn render(run_id: &str, verdicts: &[Verdict]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Change, RuleSource, Unit};
-
-    fn verdict(rule: &str, passed: bool) -> Verdict {
-        Verdict {
-            rule: rule.into(),
-            source: RuleSource::Cli,
-            observed: Some(12.0),
-            limit: 10.0,
-            unit: Unit::Ms,
-            passed,
-            detail: "d".into(),
-            change: None,
-        }
-    }
+    use crate::model::{Change, test_verdict as verdict};
 
     #[test]
     fn one_case_per_rule_with_failures_marked_and_escaped() {

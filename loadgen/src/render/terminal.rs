@@ -2,7 +2,7 @@
 //! ledger and the gate's verdicts. Pure: each takes the report's model and returns text.
 
 use crate::duration::format_ms;
-use crate::model::{Delivery, LoadgenReport, ROUTES, Verdict};
+use crate::model::{Delivery, LoadgenReport, ROUTES, Verdict, WorkerShare};
 
 /// Per-request counts and percentiles, as the run's closing summary.
 pub fn requests(report: &LoadgenReport) -> String {
@@ -137,23 +137,39 @@ pub fn gate(verdicts: &[Verdict]) -> String {
     out
 }
 
+/// A merged run's workers: each one's share of the users and requests, and its start.
+pub fn workers(workers: &[WorkerShare]) -> String {
+    if workers.is_empty() {
+        return String::new();
+    }
+    let requests: u64 = workers.iter().map(|w| w.requests).sum();
+    let mut out = format!(
+        "\nWorkers: {}\n{:<7} {:>7} {:>10} {:>7} {:>11}  folder\n",
+        workers.len(),
+        "worker",
+        "users",
+        "requests",
+        "share",
+        "start skew"
+    );
+    for w in workers {
+        out.push_str(&format!(
+            "{:<7} {:>7} {:>10} {:>6.1}% {:>10.3}s  {}\n",
+            w.index,
+            w.users,
+            w.requests,
+            w.requests as f64 * 100.0 / requests.max(1) as f64,
+            w.start_skew_secs,
+            w.folder
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{RuleSource, Unit};
-
-    fn verdict(rule: &str, passed: bool) -> Verdict {
-        Verdict {
-            rule: rule.into(),
-            source: RuleSource::Cli,
-            observed: Some(12.0),
-            limit: 10.0,
-            unit: Unit::Ms,
-            passed,
-            detail: "why".into(),
-            change: None,
-        }
-    }
+    use crate::model::test_verdict as verdict;
 
     #[test]
     fn the_table_shows_each_rule_and_the_outcome() {
