@@ -7,11 +7,12 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::arrival::Plan;
 use crate::duration::{BareUnit, parse_span, parse_wait};
 use crate::error::LoadgenError;
 use crate::judge::gate::{RuleSource, SourcedRule};
 use crate::judge::rule::Rule;
-use crate::model::Worker;
+use crate::model::{Arrivals, Worker};
 use crate::replay::Mode;
 
 /// Replays a JSON traffic file against an HTTP host with Goose, writes reports, and
@@ -42,9 +43,9 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", default_value = "data/traffic.json")]
     pub traffic: PathBuf,
 
-    /// Uniform random wait after each task, MIN..MAX
-    #[arg(long, value_name = "MIN..MAX", default_value = "100ms..900ms")]
-    pub wait: String,
+    /// Uniform random wait after each task, MIN..MAX [default: 100ms..900ms]
+    #[arg(long, value_name = "MIN..MAX")]
+    pub wait: Option<String>,
 
     /// per-user: each user sends every record once; shared: every record once in all;
     /// loop: cycle until --run-time
@@ -80,8 +81,9 @@ pub struct Cli {
 
     /// A calibration run measured in the same job (its folder or loadgen.json): the same
     /// load against a trivial handler. Rules with a limit such as 8x multiply its figures
+    /// (repeatable: the slowest calibration sets the scale)
     #[arg(long, value_name = "RUN")]
-    pub calibration: Option<PathBuf>,
+    pub calibration: Vec<PathBuf>,
 
     /// Length of each latency histogram interval (latency.hlog, the latency-over-time chart)
     #[arg(long, value_name = "TIME", default_value = "1s")]
@@ -117,6 +119,29 @@ pub struct Cli {
     /// Seconds between progress lines on stderr
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub progress_every: u64,
+
+    /// Open model: requests per second in all (decimals allowed), whatever the target
+    /// does; a pool of users (--max-users) takes send tickets instead of waiting a think time
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
+    pub arrival_rate: Option<f64>,
+
+    /// Open model: a plan of linear ramps, RATE@DURATION,... from 0: 100@0s,100@30s,500@1m
+    /// jumps to 100/s, holds it 30 s, then ramps to 500/s over a minute
+    #[arg(long, value_name = "PLAN")]
+    pub arrival_plan: Option<String>,
+
+    /// Open model: arrivals evenly spaced, or a Poisson process
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub arrivals: Option<Arrivals>,
+
+    /// Open model: the pool of users that send the tickets [default: 100]
+    #[arg(long, value_name = "N")]
+    pub max_users: Option<usize>,
+
+    /// Open model: a request more than this behind schedule is not sent and counts as
+    /// dropped [default: every request is sent, late ones count as late]
+    #[arg(long, value_name = "TIME")]
+    pub drop_late: Option<String>,
 
     /// Run as worker I of N (I from 0, as Kubernetes' JOB_COMPLETION_INDEX): users I, I+N,
     /// ... and 1/N of the hatch rate; `loadgen merge` joins the workers' folders
@@ -306,7 +331,7 @@ pub struct Settings {
     pub rules: Vec<SourcedRule>,
     pub baseline: Option<PathBuf>,
     pub max_regression: f64,
-    pub calibration: Option<PathBuf>,
+    pub calibration: Vec<PathBuf>,
     pub interval: Duration,
     pub abort_on_fail: bool,
     pub progress_every: Duration,
@@ -318,6 +343,19 @@ pub struct Settings {
     pub worker: Option<Worker>,
     pub run_id: Option<String>,
     pub start_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The open model; `None` runs the closed one, users waiting `wait` between tasks.
+    pub open: Option<OpenSettings>,
+}
+
+/// A checked open model.
+#[derive(Debug, Clone)]
+pub struct OpenSettings {
+    pub plan: Plan,
+    /// As the report shows it: `200/s` or the plan text.
+    pub plan_text: String,
+    pub arrivals: Arrivals,
+    pub max_users: usize,
+    pub drop_late: Option<Duration>,
 }
 
 impl Cli {
@@ -342,14 +380,25 @@ impl Cli {
                 Err(error) => return usage(format!("--run-time: {error}")),
             },
         };
+        let open = self.open_settings(run_time)?;
+        // A plan ends the run when it ends, unless --run-time cuts it shorter.
+        let plan_length = open
+            .as_ref()
+            .map(|o| o.plan.duration())
+            .filter(|d| d.is_finite())
+            .map(Duration::from_secs_f64);
+        let run_time = match (run_time, plan_length) {
+            (Some(t), Some(p)) => Some(t.min(p)),
+            (t, p) => t.or(p),
+        };
         if self.mode == Mode::Loop && run_time.is_none() {
             return usage(
                 "--mode loop never runs out of records, so it needs --run-time, such as -t 60s"
                     .into(),
             );
         }
-        let wait =
-            parse_wait(&self.wait).map_err(|e| LoadgenError::Usage(format!("--wait: {e}")))?;
+        let wait = parse_wait(self.wait.as_deref().unwrap_or("100ms..900ms"))
+            .map_err(|e| LoadgenError::Usage(format!("--wait: {e}")))?;
         let receivers = parse_receivers(&self.receivers, self.no_reconcile, Some(&host))?;
         let drain_timeout = parse_span(&self.drain_timeout, BareUnit::Seconds)
             .map_err(|e| LoadgenError::Usage(format!("--drain-timeout: {e}")))?;
@@ -394,7 +443,7 @@ impl Cli {
             }
             Err(error) => return usage(format!("--interval: {error}")),
         };
-        if rules.iter().any(|r| r.rule.relative) && self.calibration.is_none() {
+        if rules.iter().any(|r| r.rule.relative) && self.calibration.is_empty() {
             let relative: Vec<&str> = rules
                 .iter()
                 .filter(|r| r.rule.relative)
@@ -406,7 +455,8 @@ impl Cli {
             ));
         }
         Ok(Settings {
-            users: self.users,
+            // In the open model the users are the pool that takes the tickets.
+            users: open.as_ref().map_or(self.users, |o| o.max_users),
             hatch_rate: self.hatch_rate,
             host,
             run_time,
@@ -429,7 +479,79 @@ impl Cli {
             worker,
             run_id: self.run_id,
             start_at,
+            open,
         })
+    }
+
+    /// The open model's flags, checked: a rate above 0 or a plan that reads, no think time
+    /// beside them, a pool of at least one user.
+    fn open_settings(
+        &self,
+        run_time: Option<Duration>,
+    ) -> Result<Option<OpenSettings>, LoadgenError> {
+        let usage = |m: String| Err(LoadgenError::Usage(m));
+        let (plan, plan_text) = match (self.arrival_rate, &self.arrival_plan) {
+            (Some(_), Some(_)) => {
+                return usage(
+                    "--arrival-rate and --arrival-plan both set the rate; give one (a constant rate is the plan R@0s,R@TIME)".into(),
+                );
+            }
+            (Some(rate), None) => {
+                if !(rate.is_finite() && rate > 0.0) {
+                    return usage(format!(
+                        "--arrival-rate {rate}: it must be a number of requests per second above 0, such as 200 or 0.5"
+                    ));
+                }
+                (Plan::constant(rate, run_time), format!("{rate}/s"))
+            }
+            (None, Some(text)) => match Plan::parse(text) {
+                Ok(plan) => (plan, text.clone()),
+                Err(why) => {
+                    return usage(format!(
+                        "--arrival-plan {text:?}: {why}; a plan is RATE@DURATION stages, such as 100@0s,100@30s,500@1m"
+                    ));
+                }
+            },
+            (None, None) => {
+                let stray = [
+                    ("--arrivals", self.arrivals.is_some()),
+                    ("--max-users", self.max_users.is_some()),
+                    ("--drop-late", self.drop_late.is_some()),
+                ];
+                if let Some((flag, _)) = stray.iter().find(|(_, set)| *set) {
+                    return usage(format!(
+                        "{flag} belongs to the open model; give --arrival-rate R or --arrival-plan PLAN with it"
+                    ));
+                }
+                return Ok(None);
+            }
+        };
+        if let Some(wait) = &self.wait {
+            return usage(format!(
+                "--wait {wait} is the closed model's think time; in the open model (--arrival-rate, --arrival-plan) the schedule sets when requests go, so leave --wait out"
+            ));
+        }
+        let max_users = self.max_users.unwrap_or(100);
+        if max_users == 0 {
+            return usage(
+                "--max-users 0: the pool needs at least one user to send; try --max-users 50"
+                    .into(),
+            );
+        }
+        let drop_late = match &self.drop_late {
+            None => None,
+            Some(text) => Some(
+                parse_span(text, BareUnit::Millis)
+                    .map_err(|e| LoadgenError::Usage(format!("--drop-late: {e}")))?,
+            ),
+        };
+        Ok(Some(OpenSettings {
+            plan,
+            plan_text,
+            arrivals: self.arrivals.unwrap_or(Arrivals::Uniform),
+            max_users,
+            drop_late,
+        }))
     }
 }
 

@@ -4,7 +4,8 @@
 //! The folders follow the flow, each layer importing only those below it:
 //! - input: `cli`, `traffic`, `duration` (flags and data, checked before anything is sent);
 //! - the model: `model`, the serde types of `loadgen.json` (a leaf);
-//! - `replay`: the Goose scenario, which records into `record`;
+//! - `replay`: the Goose scenario, which records into `record`; `arrival`: the open
+//!   model's schedule of tickets;
 //! - `record/`: per-interval HdrHistograms, the `.hlog`, live counters, percentiles;
 //! - `ledger/`: the sends and their reconciliation with the receivers;
 //! - `judge/`: rules, the gate, the baseline's bootstrap, live checks, the history;
@@ -12,6 +13,7 @@
 //! - `run`: orchestration, and the only module that writes files; `merge` joins the
 //!   folders of a run's workers and has `run` write the merged one.
 
+pub mod arrival;
 pub mod cli;
 pub mod duration;
 pub mod error;

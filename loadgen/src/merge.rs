@@ -21,8 +21,8 @@ use crate::judge::gate::{self, Baseline};
 use crate::ledger::delivery::{self, Receivers};
 use crate::ledger::sent::SentSnapshot;
 use crate::model::{
-    EndedBy, GateRecord, LoadgenReport, RequestStats, SCHEMA_VERSION, TimelinePoint, WorkerRecord,
-    WorkerShare,
+    EndedBy, GateRecord, LoadgenReport, OpenModel, RequestStats, SCHEMA_VERSION, TimelinePoint,
+    WorkerRecord, WorkerShare,
 };
 use crate::record::hlog::{self, Log};
 use crate::record::intervals::{
@@ -115,6 +115,13 @@ fn shared_settings(run: &WorkerRun) -> Vec<(&'static str, String)> {
         ("records in the traffic file", s.records.to_string()),
         ("--seed", format!("{:?}", s.seed)),
         ("--interval", s.interval_secs.to_string()),
+        (
+            "arrival plan",
+            run.report
+                .open
+                .as_ref()
+                .map_or("none (closed model)".into(), |o| o.plan.clone()),
+        ),
     ]
 }
 
@@ -263,13 +270,20 @@ fn merge_timelines(runs: &[WorkerRun], t0: f64) -> Vec<TimelinePoint> {
             let second = p.second + offset;
             let point = seconds.entry(second).or_insert(TimelinePoint {
                 second,
-                requests: 0,
-                failures: 0,
-                users: 0,
+                ..TimelinePoint::default()
             });
             point.requests += p.requests;
             point.failures += p.failures;
             point.users += p.users;
+            // The open model's columns: the run's requested rate is the workers' sum.
+            let add = |a: Option<u64>, b: Option<u64>| b.map(|b| a.unwrap_or(0) + b).or(a);
+            point.sent = add(point.sent, p.sent);
+            point.late = add(point.late, p.late);
+            point.dropped = add(point.dropped, p.dropped);
+            point.requested = p
+                .requested
+                .map(|r| point.requested.unwrap_or(0.0) + r)
+                .or(point.requested);
         }
     }
     seconds.into_values().collect()
@@ -319,7 +333,10 @@ pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
     );
 
     let recorded = merge_intervals(&runs, t0, interval);
-    let measured = Measurements::from_recorded(&recorded, duration);
+    let mut measured = Measurements::from_recorded(&recorded, duration);
+    let opens: Vec<&OpenModel> = runs.iter().filter_map(|r| r.report.open.as_ref()).collect();
+    measured.late = opens.iter().map(|o| o.late).sum();
+    measured.dropped = opens.iter().map(|o| o.dropped).sum();
     let started_wall = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t0);
     let latency_log = hlog::render(started_wall, &recorded.intervals).map_err(|why| {
         LoadgenError::Usage(format!("merge: cannot encode the merged log: {why}"))
@@ -367,7 +384,7 @@ pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
         }
     };
 
-    let mut verdicts = gate::judge(&rules, &measured, delivery.as_ref(), None);
+    let mut verdicts = gate::judge(&rules, &measured, delivery.as_ref(), &[]);
     if let Some(baseline) = &baseline {
         let now = hlog::parse(&latency_log).map_err(|why| {
             LoadgenError::Usage(format!("merge: the merged log does not read back: {why}"))
@@ -440,6 +457,31 @@ pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
         }))
         .collect(),
         workers,
+        // The open model's counts add up; service time and lag come from the merged
+        // histograms like everything else.
+        open: opens.first().map(|first| OpenModel {
+            plan: first.plan.clone(),
+            arrivals: first.arrivals,
+            max_users: opens.iter().map(|o| o.max_users).sum(),
+            drop_late_ms: first.drop_late_ms,
+            scheduled: opens.iter().map(|o| o.scheduled).sum(),
+            late: measured.late,
+            dropped: measured.dropped,
+            service: measured
+                .service_requests
+                .iter()
+                .map(|m| m.stats.clone())
+                .chain(measured.service_routes.iter().map(|m| RequestStats {
+                    name: format!("route {}", m.stats.name),
+                    ..m.stats.clone()
+                }))
+                .collect(),
+            lag_ms: measured
+                .lag
+                .as_ref()
+                .map(|l| l.stats.latency_ms.clone())
+                .unwrap_or_default(),
+        }),
     };
     let dir = args.reports.join(&run_id);
     std::fs::create_dir_all(&dir).map_err(|source| LoadgenError::Reports {

@@ -46,6 +46,9 @@ pub struct LoadgenReport {
     /// For a run merged from workers (`loadgen merge`): each worker's share.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workers: Vec<WorkerShare>,
+    /// For an open-model run: the schedule and how it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open: Option<OpenModel>,
 }
 
 /// Why the run stopped.
@@ -198,7 +201,7 @@ pub struct Latency {
 }
 
 /// One second of the run, as the report charts it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TimelinePoint {
     /// Seconds since the run started (1 = the first second).
     pub second: u64,
@@ -208,6 +211,50 @@ pub struct TimelinePoint {
     pub failures: u64,
     /// Users started and not yet finished at the end of this second.
     pub users: u64,
+    /// Open model only: arrivals the plan requested during this second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<f64>,
+    /// Open model only: requests sent during this second (the offered rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<u64>,
+    /// Open model only: requests sent after their time during this second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late: Option<u64>,
+    /// Open model only: requests dropped (`--drop-late`) during this second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
+}
+
+/// How arrivals are spaced in the open model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arrivals {
+    /// Evenly: at a constant rate R, one every 1/R s.
+    Uniform,
+    /// A Poisson process: exponential gaps with mean 1/R.
+    Poisson,
+}
+
+/// An open-model run (`--arrival-rate` or `--arrival-plan`): what was asked and what came
+/// of it. Its requests' latency (`requests`, `routes`, `aggregate`) is the response time,
+/// counted from each request's intended send time; `service` is counted from the send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenModel {
+    /// `200/s`, or the plan as given (`100@0s,100@30s,500@1m`).
+    pub plan: String,
+    pub arrivals: Arrivals,
+    pub max_users: usize,
+    pub drop_late_ms: Option<f64>,
+    /// Arrivals the schedule issued (sent, plus dropped).
+    pub scheduled: u64,
+    /// Requests sent after their intended time because every user was busy.
+    pub late: u64,
+    /// Requests not sent: more than `drop_late_ms` behind.
+    pub dropped: u64,
+    /// Service time per request and per route (`route nats`), from the actual send.
+    pub service: Vec<RequestStats>,
+    /// Schedule lag (actual send minus intended send), all requests, milliseconds.
+    pub lag_ms: Latency,
 }
 
 /// One series' latency in one interval (milliseconds), read off that interval's histogram.
@@ -226,22 +273,44 @@ pub struct IntervalLatency {
     pub max: f64,
 }
 
-/// What a latency series is split by.
+/// What a latency series is split by, and in the open model what it measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SeriesKind {
-    /// A request name, as Goose names it.
+    /// A request name, as Goose names it. In the open model: response time, counted from
+    /// the intended send time.
     Request,
     /// The route the answer named.
     Route,
+    /// Open model: a request name's service time, counted from the actual send.
+    ServiceRequest,
+    /// Open model: a route's service time.
+    ServiceRoute,
+    /// Open model: a request name's schedule lag, actual send minus intended send.
+    Lag,
 }
 
 impl SeriesKind {
+    pub const ALL: [SeriesKind; 5] = [
+        SeriesKind::Request,
+        SeriesKind::Route,
+        SeriesKind::ServiceRequest,
+        SeriesKind::ServiceRoute,
+        SeriesKind::Lag,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             SeriesKind::Request => "request",
             SeriesKind::Route => "route",
+            SeriesKind::ServiceRequest => "service-request",
+            SeriesKind::ServiceRoute => "service-route",
+            SeriesKind::Lag => "lag",
         }
+    }
+
+    pub fn from_name(name: &str) -> Option<SeriesKind> {
+        SeriesKind::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 

@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use crate::arrival::Schedule;
 use crate::ledger::sent::{self, SentLedger};
 use crate::model::Worker;
 use crate::record::intervals::{Recorder, Sample};
@@ -34,6 +35,15 @@ pub struct Replay {
     pub recorder: Recorder,
     /// This process's share when it is one worker of several; `users` is then the run's.
     pub worker: Option<Worker>,
+    /// The open model's tickets; `None` in the closed model, where users wait a think time.
+    pub schedule: Option<Arc<Schedule>>,
+}
+
+/// When a request went out, and in the open model when it was meant to.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    at: Instant,
+    intended: Option<Instant>,
 }
 
 /// One user's place in the replay: indices into the shared records, not a copy of them.
@@ -152,26 +162,59 @@ impl Replay {
         user.get_session_data_unchecked_mut::<UserPlan>()
     }
 
-    /// Books a finished request in the live counters and the histograms.
+    /// Books a finished request in the live counters and the histograms: in the open
+    /// model its response time from the ticket's intended time, its service time from the
+    /// send, and the lag between them.
     fn count(
         &self,
         request: &str,
         route: Option<contract::Route>,
         goose: &goose::metrics::GooseRequestMetric,
-        sent_at: Instant,
+        sent: Sent,
     ) {
-        let elapsed = sent_at.elapsed();
+        let service = sent.at.elapsed();
         self.live.requests.fetch_add(1, Ordering::Relaxed);
         if !goose.success {
             self.live.failures.fetch_add(1, Ordering::Relaxed);
         }
+        let (response, lag) = match sent.intended {
+            Some(intended) => (
+                intended.elapsed(),
+                Some(sent.at.saturating_duration_since(intended)),
+            ),
+            None => (service, None),
+        };
         self.recorder.record(Sample {
             request,
             route: route.map(|r| r.name()),
             status: goose.status_code,
             success: goose.success,
-            elapsed,
+            response,
+            service,
+            lag,
         });
+    }
+
+    /// In the open model, waits for this request's ticket; `None` once the plan is over
+    /// (the user then idles until the run time ends the run). In the closed model, now.
+    async fn send_time(&self) -> Option<Sent> {
+        let intended = match &self.schedule {
+            None => None,
+            Some(schedule) => match schedule.take().await {
+                Some(ticket) => Some(ticket.intended),
+                // The plan is over: idle a little and end the transaction, so Goose sees
+                // the run time's end between transactions and stops the user.
+                None => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    return None;
+                }
+            },
+        };
+        self.live.sent.fetch_add(1, Ordering::Relaxed);
+        Some(Sent {
+            at: Instant::now(),
+            intended,
+        })
     }
 }
 
@@ -197,7 +240,9 @@ async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionRe
         .path("/")
         .set_request_builder(request_builder)
         .build();
-    let sent_at = Instant::now();
+    let Some(sent_at) = replay.send_time().await else {
+        return Ok(());
+    };
     let goose = user.request(request).await?;
     let accepted = (200..300).contains(&goose.request.status_code);
     // The receivers name the route in every answer; reading the body also lets the
@@ -228,7 +273,9 @@ async fn get_root(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionResul
     if plan.spent {
         return Ok(());
     }
-    let sent_at = Instant::now();
+    let Some(sent_at) = replay.send_time().await else {
+        return Ok(());
+    };
     let response = user.get("/").await?;
     if let Ok(body) = response.response {
         let _ = body.bytes().await;
@@ -254,6 +301,7 @@ mod tests {
             sent: SentLedger::default(),
             recorder: Recorder::new(std::time::Instant::now(), Duration::from_secs(1)),
             worker: None,
+            schedule: None,
         }
     }
 

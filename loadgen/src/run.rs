@@ -14,16 +14,20 @@ use goose::metrics::GooseMetrics;
 use goose::prelude::GooseAttack;
 use rand::Rng;
 
+use crate::arrival::Schedule;
+use crate::cli::OpenSettings;
 use crate::cli::Settings;
 use crate::error::LoadgenError;
 use crate::judge::gate::{self, Baseline, Calibration};
 use crate::judge::history::{self, HistoryEntry};
 use crate::judge::live_gate;
+use crate::judge::rule::Metric;
 use crate::judge::rule::Op;
 use crate::ledger::delivery::{self, Receivers};
 use crate::ledger::sent::SentLedger;
 use crate::model::{
-    EndedBy, GateRecord, LoadgenReport, SCHEMA_VERSION, SettingsRecord, WorkerRecord,
+    EndedBy, GateRecord, LoadgenReport, OpenModel, RequestStats, SCHEMA_VERSION, SettingsRecord,
+    WorkerRecord,
 };
 use crate::record::hlog::{self, Log};
 use crate::record::intervals::Recorder;
@@ -59,20 +63,22 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
             })
         }
     };
-    let calibration = match &settings.calibration {
-        None => None,
-        Some(path) => read_run(path)
-            .map(|(report, log)| Calibration {
-                path: path.display().to_string(),
-                run_id: report.run_id.clone(),
-                measured: Measurements::from_log(&log, report.duration_secs),
-            })
-            .map(Some)
-            .map_err(|why| LoadgenError::Calibration {
-                path: path.clone(),
-                why,
-            })?,
-    };
+    let calibrations = settings
+        .calibration
+        .iter()
+        .map(|path| {
+            read_run(path)
+                .map(|(report, log)| Calibration {
+                    path: path.display().to_string(),
+                    run_id: report.run_id.clone(),
+                    measured: Measurements::from_log(&log, report.duration_secs),
+                })
+                .map_err(|why| LoadgenError::Calibration {
+                    path: path.clone(),
+                    why,
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if settings.mode == Mode::Shared && settings.users > traffic.records.len() {
         eprintln!(
             "loadgen: --mode shared sends each of the {} records once, so {} users are {} too many; running {}",
@@ -119,6 +125,19 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
 
     let start_skew_secs = wait_for_start(&settings).await;
     let live = Arc::new(Live::default());
+    let schedule = settings.open.as_ref().map(|open| {
+        // A worker sends its share of the arrivals: the rate divided by the workers.
+        let plan = match settings.worker {
+            Some(w) => open.plan.scaled(1.0 / w.count as f64),
+            None => open.plan.clone(),
+        };
+        Arc::new(Schedule::new(
+            plan,
+            open.arrivals,
+            open.drop_late,
+            settings.seed,
+        ))
+    });
     let replay = Arc::new(Replay {
         records: traffic.records.clone(),
         mode: settings.mode,
@@ -129,13 +148,20 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         sent: SentLedger::for_workers(settings.worker.map(|w| w.count)),
         recorder: Recorder::new(Instant::now(), settings.interval),
         worker: settings.worker,
+        schedule: schedule.clone(),
     });
+    // In the open model users wait for tickets, not a think time.
+    let wait = if settings.open.is_some() {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        settings.wait
+    };
     let config = goose_configuration(&settings, replay.iterations(), &dir);
     let attack = GooseAttack::initialize_with_config(config)
         .and_then(|a| {
             a.set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())
         })
-        .and_then(|a| Ok(a.register_scenario(replay.scenario(settings.wait, settings.post_only)?)))
+        .and_then(|a| Ok(a.register_scenario(replay.scenario(wait, settings.post_only)?)))
         .map_err(|e| LoadgenError::Goose(goose_error_text(&e)))?;
     // Only now, once Goose has taken its configuration: a refused one leaves no folder.
     std::fs::create_dir_all(&dir).map_err(|source| LoadgenError::Reports {
@@ -156,7 +182,12 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
                 move || started.elapsed().as_secs_f64(),
             )
         });
-    let sampler = Sampler::start(Arc::clone(&live), settings.users, settings.progress_every);
+    let sampler = Sampler::start(
+        Arc::clone(&live),
+        schedule.clone(),
+        settings.users,
+        settings.progress_every,
+    );
     let timed_out = Arc::new(AtomicBool::new(false));
     let timer = settings
         .run_time
@@ -229,15 +260,14 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         _ => None,
     };
 
-    let measured = Measurements::from_recorded(&recorded, duration);
+    let mut measured = Measurements::from_recorded(&recorded, duration);
+    if let Some(schedule) = &schedule {
+        measured.late = schedule.late.load(Ordering::Relaxed);
+        measured.dropped = schedule.dropped.load(Ordering::Relaxed);
+    }
     let latency_log = hlog::render(started_wall, &recorded.intervals)
         .map_err(|why| LoadgenError::Goose(format!("cannot encode the latency log: {why}")))?;
-    let mut verdicts = gate::judge(
-        &settings.rules,
-        &measured,
-        delivery.as_ref(),
-        calibration.as_ref(),
-    );
+    let mut verdicts = gate::judge(&settings.rules, &measured, delivery.as_ref(), &calibrations);
     if let Some(baseline) = &baseline {
         // Judged on the log as written, so the verdict is what anyone re-reading it gets.
         let now = hlog::parse(&latency_log).map_err(|why| {
@@ -306,6 +336,10 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         }))
         .collect(),
         workers: Vec::new(),
+        open: match (&settings.open, &schedule) {
+            (Some(open), Some(schedule)) => Some(open_model(open, schedule, &measured)),
+            _ => None,
+        },
     };
     let mut files = receiver_files;
     files.push((LATENCY_LOG.to_string(), latency_log));
@@ -330,6 +364,34 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         report_dir: dir,
         report,
     })
+}
+
+/// The open model's part of the report.
+fn open_model(open: &OpenSettings, schedule: &Schedule, measured: &Measurements) -> OpenModel {
+    let service = measured
+        .service_requests
+        .iter()
+        .map(|m| m.stats.clone())
+        .chain(measured.service_routes.iter().map(|m| RequestStats {
+            name: format!("route {}", m.stats.name),
+            ..m.stats.clone()
+        }))
+        .collect();
+    OpenModel {
+        plan: open.plan_text.clone(),
+        arrivals: open.arrivals,
+        max_users: open.max_users,
+        drop_late_ms: open.drop_late.map(|d| d.as_secs_f64() * 1000.0),
+        scheduled: schedule.issued.load(Ordering::Relaxed),
+        late: measured.late,
+        dropped: measured.dropped,
+        service,
+        lag_ms: measured
+            .lag
+            .as_ref()
+            .map(|l| l.stats.latency_ms.clone())
+            .unwrap_or_default(),
+    }
 }
 
 /// The interval log's name in the run folder.
@@ -410,15 +472,25 @@ pub(crate) fn write_reports(
 }
 
 /// `reports/latest` is a relative symlink, so the folder can be moved or archived whole.
+/// It is made under a name of its own and renamed over `latest`, which is atomic: workers
+/// of one run finishing together in one reports folder cannot trip over each other.
 fn point_latest(reports: &Path, dir: &Path) -> std::io::Result<()> {
     let link = reports.join("latest");
     let target: PathBuf = dir.file_name().map(PathBuf::from).unwrap_or_default();
-    match std::fs::symlink_metadata(&link) {
-        Ok(meta) if meta.file_type().is_symlink() => std::fs::remove_file(&link)?,
-        Ok(_) => return Ok(()), // a real file or folder named latest is the user's; leave it
-        Err(_) => {}
+    if let Ok(meta) = std::fs::symlink_metadata(&link)
+        && !meta.file_type().is_symlink()
+    {
+        return Ok(()); // a real file or folder named latest is the user's; leave it
     }
-    std::os::unix::fs::symlink(target, link)
+    let temporary = reports.join(format!(
+        ".latest-{}-{:08x}",
+        std::process::id(),
+        rand::rng().random::<u32>()
+    ));
+    std::os::unix::fs::symlink(target, &temporary)?;
+    std::fs::rename(&temporary, &link).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
 }
 
 /// An earlier run's report and latency log, from its folder or its loadgen.json.
@@ -466,6 +538,12 @@ fn goose_configuration(
         ),
         None => (settings.users, settings.hatch_rate),
     };
+    // The open model's pool starts at once: its rate is the schedule's, not the ramp's.
+    let hatch_rate = if settings.open.is_some() {
+        (users as f64).max(1000.0)
+    } else {
+        hatch_rate
+    };
     config.users = Some(users);
     config.increase_rate = Some(hatch_rate.to_string());
     config.iterations = iterations;
@@ -479,14 +557,26 @@ fn goose_configuration(
         .iter()
         .map(|name| dir.join(name).display().to_string())
         .collect();
-    if settings.abort_on_fail {
+    // In the open model Goose's own percentiles are service time, not the response time
+    // the rules mean, so every rule is loadgen's, judged at the end.
+    if settings.abort_on_fail && settings.open.is_none() {
         // Goose checks the request rules every second and stops the run at the first
         // failure; delivery and stage rules, and `==`, are loadgen's own (`live_gate`);
         // multiples of a calibration run are judged at the end only.
         config.threshold = settings
             .rules
             .iter()
-            .filter(|r| !r.rule.metric.is_per_route() && r.rule.op != Op::Eq && !r.rule.relative)
+            .filter(|r| {
+                matches!(
+                    r.rule.metric,
+                    Metric::Percentile(_)
+                        | Metric::Avg
+                        | Metric::Max
+                        | Metric::ErrorRate
+                        | Metric::Rps
+                ) && r.rule.op != Op::Eq
+                    && !r.rule.relative
+            })
             .map(|r| r.rule.text.clone())
             .collect();
         if config.threshold.is_empty() {

@@ -1,10 +1,14 @@
 //! The benchmark's ceiling: a trivial axum handler (201 for POST /, 200 for GET /) that shows
 //! what HTTP alone costs on this machine, so each path's throughput can be read as a ratio.
-//! With a service time it is also the fixed-latency target of scripts/bench-gate.
+//! With a service time it is also the fixed-latency target of scripts/bench-gate; with a
+//! stall (AT:FOR, seconds after the first POST) the stalling target of scripts/bench-open.
+//! `GET /count` answers how many POSTs arrived, so a rate can be counted at the target.
 //!
-//! `cargo run --release -p receivers --example ceiling -- 127.0.0.1:18100 [SERVICE_US]`
+//! `cargo run --release -p receivers --example ceiling -- 127.0.0.1:18100 [SERVICE_US [AT:FOR]]`
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,15 +29,49 @@ async fn main() -> std::io::Result<()> {
             }
         },
     };
+    let stall = match args.next() {
+        None => None,
+        Some(text) => {
+            let parsed = text.split_once(':').and_then(|(at, length)| {
+                Some((at.parse::<f64>().ok()?, length.parse::<f64>().ok()?))
+            });
+            match parsed {
+                Some((at, length)) => {
+                    Some((Duration::from_secs_f64(at), Duration::from_secs_f64(length)))
+                }
+                None => {
+                    eprintln!("ceiling: stall {text:?} is not AT:FOR in seconds, such as 5:1");
+                    std::process::exit(2);
+                }
+            }
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    eprintln!("ceiling: listening on http://{addr}, service time {service:?}");
+    eprintln!("ceiling: listening on http://{addr}, service time {service:?}, stall {stall:?}");
+    let posts = Arc::new(AtomicU64::new(0));
+    let first = Arc::new(OnceLock::<Instant>::new());
+    let counted = Arc::clone(&posts);
     let app = Router::new().route(
+        "/count",
+        get(move || async move { counted.load(Ordering::Relaxed).to_string() }),
+    );
+    let app = app.route(
         "/",
         get(move || async move {
             serve(service).await;
             "ok"
         })
         .post(move |body: Bytes| async move {
+            posts.fetch_add(1, Ordering::Relaxed);
+            let now = Instant::now();
+            let first = *first.get_or_init(|| now);
+            // Once: everything that arrives during the stall is held until it ends.
+            if let Some((at, length)) = stall
+                && now >= first + at
+                && now < first + at + length
+            {
+                tokio::time::sleep_until((first + at + length).into()).await;
+            }
             serve(service).await;
             // Parse as the entries do, so the ceiling pays for the same JSON check.
             match serde_json::from_slice::<serde_json::Value>(&body) {

@@ -39,6 +39,12 @@ pub enum Metric {
     Ledger(LedgerField),
     /// A latency percentile of a receivers stage, e.g. `e2e-p99`.
     Stage(StageName, f64),
+    /// Open model: a percentile of service time (from the actual send), `service-p99`.
+    Service(f64),
+    /// Open model: requests sent after their intended time.
+    Late,
+    /// Open model: requests not sent, too far behind (`--drop-late`).
+    Dropped,
 }
 
 /// The delivery ledger's columns.
@@ -79,7 +85,12 @@ pub enum RuleError {
 impl Metric {
     pub fn unit(self) -> Unit {
         match self {
-            Metric::Percentile(_) | Metric::Avg | Metric::Max | Metric::Stage(..) => Unit::Ms,
+            Metric::Percentile(_)
+            | Metric::Avg
+            | Metric::Max
+            | Metric::Stage(..)
+            | Metric::Service(_) => Unit::Ms,
+            Metric::Late | Metric::Dropped => Unit::Count,
             Metric::ErrorRate => Unit::Percent,
             Metric::Rps => Unit::PerSecond,
             Metric::Ledger(_) => Unit::Count,
@@ -108,6 +119,11 @@ impl Metric {
             "conflicts" => Some(Metric::Ledger(LedgerField::Conflicts)),
             "dead_lettered" | "dead-lettered" => Some(Metric::Ledger(LedgerField::DeadLettered)),
             "rejected" => Some(Metric::Ledger(LedgerField::Rejected)),
+            "late" => Some(Metric::Late),
+            "dropped" => Some(Metric::Dropped),
+            _ if text.starts_with("service-") => {
+                percentile(text.trim_start_matches("service-")).map(Metric::Service)
+            }
             _ => match text.split_once('-') {
                 Some((stage, p)) => {
                     let stage = StageName::from_name(stage)?;
@@ -193,8 +209,8 @@ impl FromStr for Rule {
         let metric = Metric::parse(name.trim()).ok_or_else(|| {
             malformed(&format!(
                 "unknown metric '{}'; use pNN (such as p95 or p99.9), avg, max, error-rate, rps, \
-                 accepted, stored, lost, duplicates, conflicts, dead_lettered, rejected, or a stage percentile such as e2e-p99, \
-                 hop-p99, ingress-p50",
+                 accepted, stored, lost, duplicates, conflicts, dead_lettered, rejected, a stage percentile such as e2e-p99, \
+                 hop-p99, ingress-p50, or in the open model service-pNN, late, dropped",
                 name.trim()
             ))
         })?;
@@ -227,6 +243,11 @@ impl FromStr for Rule {
                 Unit::Count => format!("'{value}' is not a whole count such as 0"),
             })
         })?;
+        if matches!(metric, Metric::Late | Metric::Dropped) && target.is_some() {
+            return Err(malformed(
+                "late and dropped count every request of the run; leave out 'for …'",
+            ));
+        }
         if let (true, Some(route)) = (metric.is_per_route(), &target)
             && contract::Route::from_name(route).is_none()
         {
@@ -314,6 +335,16 @@ mod tests {
         assert_eq!(rule("rps>=200").op, Op::Ge);
         assert_eq!(rule("avg<800us").limit, 0.8);
         assert_eq!(rule("max<250").limit, 250.0);
+    }
+
+    #[test]
+    fn open_model_metrics() {
+        assert_eq!(rule("service-p99<100ms").metric, Metric::Service(99.0));
+        assert_eq!(rule("service-p99.9<1s for POST /").limit, 1000.0);
+        assert_eq!(rule("late==0").metric, Metric::Late);
+        assert_eq!(rule("dropped<10").metric.unit(), Unit::Count);
+        assert!("late==0 for POST /".parse::<Rule>().is_err());
+        assert!("service-pX<1s".parse::<Rule>().is_err());
     }
 
     #[test]

@@ -48,11 +48,7 @@ impl SeriesKey {
     /// The inverse of `tag`.
     pub fn from_tag(tag: &str) -> Option<SeriesKey> {
         let (kind, name) = tag.split_once(':')?;
-        let kind = match kind {
-            "request" => SeriesKind::Request,
-            "route" => SeriesKind::Route,
-            _ => return None,
-        };
+        let kind = SeriesKind::from_name(kind)?;
         let name = name
             .replace("%20", " ")
             .replace("%2C", ",")
@@ -140,7 +136,34 @@ pub struct Sample<'a> {
     pub route: Option<&'a str>,
     pub status: u16,
     pub success: bool,
-    pub elapsed: Duration,
+    /// What the client waited: from the intended send time in the open model, from the
+    /// send in the closed one.
+    pub response: Duration,
+    /// From the actual send to the answer's last byte.
+    pub service: Duration,
+    /// Open model only: actual send minus intended send.
+    pub lag: Option<Duration>,
+}
+
+impl Sample<'_> {
+    /// A closed-model request: waited from its send.
+    pub fn closed<'a>(
+        request: &'a str,
+        route: Option<&'a str>,
+        status: u16,
+        success: bool,
+        elapsed: Duration,
+    ) -> Sample<'a> {
+        Sample {
+            request,
+            route,
+            status,
+            success,
+            response: elapsed,
+            service: elapsed,
+            lag: None,
+        }
+    }
 }
 
 impl Recorder {
@@ -161,7 +184,7 @@ impl Recorder {
 
     /// Books one request that has just finished.
     pub fn record(&self, sample: Sample<'_>) {
-        let us = (sample.elapsed.as_micros() as u64).max(1);
+        let us = |d: Duration| (d.as_micros() as u64).max(1);
         // The interval is that of the request's end, as HdrHistogram's interval logs count.
         let index = (self.started.elapsed().as_nanos() / self.interval.as_nanos().max(1)) as u64;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -171,11 +194,9 @@ impl Recorder {
             close(&mut state, end);
             state.index = index;
         }
-        let keys = std::iter::once(SeriesKey::request(sample.request))
-            .chain(sample.route.map(SeriesKey::route));
-        for key in keys {
+        let mut book = |key: SeriesKey, value: u64| {
             let total = state.recorded.totals.entry(key.clone()).or_default();
-            total.sum_us += us;
+            total.sum_us += value;
             *total.status_codes.entry(sample.status).or_default() += 1;
             if !sample.success {
                 total.failures += 1;
@@ -184,8 +205,26 @@ impl Recorder {
                 .current
                 .entry(key)
                 .or_insert_with(new_histogram)
-                .record(us)
+                .record(value)
                 .expect("an auto-resizing histogram takes any value");
+        };
+        book(SeriesKey::request(sample.request), us(sample.response));
+        if let Some(route) = sample.route {
+            book(SeriesKey::route(route), us(sample.response));
+        }
+        if let Some(lag) = sample.lag {
+            let key = |kind, name: &str| SeriesKey {
+                kind,
+                name: name.to_string(),
+            };
+            book(
+                key(SeriesKind::ServiceRequest, sample.request),
+                us(sample.service),
+            );
+            if let Some(route) = sample.route {
+                book(key(SeriesKind::ServiceRoute, route), us(sample.service));
+            }
+            book(key(SeriesKind::Lag, sample.request), us(lag));
         }
     }
 
@@ -265,13 +304,13 @@ mod tests {
         let mut sent = 0;
         let deadline = Instant::now() + Duration::from_millis(200);
         while Instant::now() < deadline {
-            recorder.record(Sample {
-                request: "POST /",
-                route: Some("nats"),
-                status: 201,
-                success: true,
-                elapsed: Duration::from_micros(1500 + sent % 1000),
-            });
+            recorder.record(Sample::closed(
+                "POST /",
+                Some("nats"),
+                201,
+                true,
+                Duration::from_micros(1500 + sent % 1000),
+            ));
             sent += 1;
             std::thread::yield_now();
         }

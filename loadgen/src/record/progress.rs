@@ -1,5 +1,6 @@
 //! Live counters that the users bump as they send, and the once-a-second sampler that
-//! turns them into the report's timeline and the terminal's progress lines.
+//! turns them into the report's timeline and the terminal's progress lines. In the open
+//! model it also samples the schedule: requested, sent, late and dropped per second.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::arrival::Schedule;
 pub use crate::model::TimelinePoint;
 
 /// Counters written by every user, read by one sampler; relaxed ordering is enough
@@ -17,17 +19,33 @@ pub struct Live {
     pub users_finished: AtomicU64,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
+    /// Requests sent (counted at the send, where `requests` counts at the answer).
+    pub sent: AtomicU64,
+}
+
+/// Running totals at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    requests: u64,
+    failures: u64,
+    users: u64,
+    sent: u64,
+    late: u64,
+    dropped: u64,
 }
 
 impl Live {
-    fn snapshot(&self) -> (u64, u64, u64) {
+    fn totals(&self, schedule: Option<&Schedule>) -> Totals {
         let started = self.users_started.load(Ordering::Relaxed);
         let finished = self.users_finished.load(Ordering::Relaxed);
-        (
-            self.requests.load(Ordering::Relaxed),
-            self.failures.load(Ordering::Relaxed),
-            started.saturating_sub(finished),
-        )
+        Totals {
+            requests: self.requests.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            users: started.saturating_sub(finished),
+            sent: self.sent.load(Ordering::Relaxed),
+            late: schedule.map_or(0, |s| s.late.load(Ordering::Relaxed)),
+            dropped: schedule.map_or(0, |s| s.dropped.load(Ordering::Relaxed)),
+        }
     }
 }
 
@@ -37,50 +55,81 @@ pub struct Sampler {
     task: tokio::task::JoinHandle<Vec<TimelinePoint>>,
 }
 
+/// One second's point: the difference of two totals.
+fn point(second: u64, now: Totals, last: Totals, schedule: Option<&Schedule>) -> TimelinePoint {
+    let open = schedule.map(|s| {
+        let plan = s.plan();
+        (
+            plan.cumulative(second as f64) - plan.cumulative(second.saturating_sub(1) as f64),
+            now.sent - last.sent,
+            now.late - last.late,
+            now.dropped - last.dropped,
+        )
+    });
+    TimelinePoint {
+        second,
+        requests: now.requests - last.requests,
+        failures: now.failures - last.failures,
+        users: now.users,
+        requested: open.map(|o| o.0),
+        sent: open.map(|o| o.1),
+        late: open.map(|o| o.2),
+        dropped: open.map(|o| o.3),
+    }
+}
+
 impl Sampler {
-    /// Samples `live` every second, and prints a progress line every `print_every`
-    /// (on stderr, so stdout stays clean for the summary).
-    pub fn start(live: Arc<Live>, target_users: usize, print_every: Duration) -> Sampler {
+    /// Samples `live` (and the open model's `schedule`) every second, and prints a
+    /// progress line every `print_every` (on stderr, so stdout stays clean for the summary).
+    pub fn start(
+        live: Arc<Live>,
+        schedule: Option<Arc<Schedule>>,
+        target_users: usize,
+        print_every: Duration,
+    ) -> Sampler {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
+            let schedule = schedule.as_deref();
             let started = Instant::now();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
             let mut timeline = Vec::new();
-            let (mut last_requests, mut last_failures) = (0, 0);
+            let mut last = Totals::default();
             let mut last_print = (Instant::now(), 0);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = &mut stopped => break,
                 }
-                let (requests, failures, users) = live.snapshot();
-                timeline.push(TimelinePoint {
-                    second: timeline.len() as u64 + 1,
-                    requests: requests - last_requests,
-                    failures: failures - last_failures,
-                    users,
-                });
-                (last_requests, last_failures) = (requests, failures);
+                let now = live.totals(schedule);
+                timeline.push(point(timeline.len() as u64 + 1, now, last, schedule));
+                last = now;
                 if last_print.0.elapsed() >= print_every {
                     let rate =
-                        (requests - last_print.1) as f64 / last_print.0.elapsed().as_secs_f64();
+                        (now.requests - last_print.1) as f64 / last_print.0.elapsed().as_secs_f64();
+                    let open = schedule.map_or(String::new(), |s| {
+                        format!(
+                            " | requested {:.1}/s, sent {} ({} late, {} dropped)",
+                            s.plan().rate_at(started.elapsed().as_secs_f64()),
+                            now.sent,
+                            now.late,
+                            now.dropped
+                        )
+                    });
                     eprintln!(
-                        "[{:>5}s] users {users}/{target_users} | requests {requests} ({failures} failed) | {rate:.1} req/s",
-                        started.elapsed().as_secs()
+                        "[{:>5}s] users {}/{target_users} | requests {} ({} failed) | {rate:.1} req/s{open}",
+                        started.elapsed().as_secs(),
+                        now.users,
+                        now.requests,
+                        now.failures
                     );
-                    last_print = (Instant::now(), requests);
+                    last_print = (Instant::now(), now.requests);
                 }
             }
             // The last partial second is kept: a short run would otherwise show nothing.
-            let (requests, failures, users) = live.snapshot();
-            if requests > last_requests || timeline.is_empty() {
-                timeline.push(TimelinePoint {
-                    second: timeline.len() as u64 + 1,
-                    requests: requests - last_requests,
-                    failures: failures - last_failures,
-                    users,
-                });
+            let now = live.totals(schedule);
+            if now.requests > last.requests || timeline.is_empty() {
+                timeline.push(point(timeline.len() as u64 + 1, now, last, schedule));
             }
             timeline
         });

@@ -18,41 +18,51 @@ pub struct Measured {
 }
 
 /// Everything the gate judges and the report shows about requests.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Measurements {
     pub requests: Vec<Measured>,
     pub routes: Vec<Measured>,
     pub aggregate: Measured,
+    /// Open model: service time per request and per route, and the schedule lag of all
+    /// requests; empty in a closed-model run, where service time is the latency itself.
+    pub service_requests: Vec<Measured>,
+    pub service_routes: Vec<Measured>,
+    pub service_aggregate: Option<Measured>,
+    pub lag: Option<Measured>,
+    /// Open model: requests sent late and requests dropped.
+    pub late: u64,
+    pub dropped: u64,
 }
 
 impl Measurements {
     /// `duration_secs` is the whole run, ramp-up included, as Locust counts it.
     pub fn from_recorded(recorded: &Recorded, duration_secs: f64) -> Measurements {
         let mut all = SeriesTotal::default();
-        let mut requests = Vec::new();
-        let mut routes = Vec::new();
+        let mut service_all = SeriesTotal::default();
+        let mut lag_all = SeriesTotal::default();
+        let mut m = Measurements::default();
         for (key, total) in &recorded.totals {
             let measured = measure(&key.name, total, duration_secs);
             match key.kind {
                 SeriesKind::Request => {
-                    all.histogram
-                        .add(&total.histogram)
-                        .expect("auto-resizing histograms add");
-                    all.failures += total.failures;
-                    all.sum_us += total.sum_us;
-                    for (code, n) in &total.status_codes {
-                        *all.status_codes.entry(*code).or_default() += n;
-                    }
-                    requests.push(measured);
+                    add_total(&mut all, total);
+                    m.requests.push(measured);
                 }
-                SeriesKind::Route => routes.push(measured),
+                SeriesKind::Route => m.routes.push(measured),
+                SeriesKind::ServiceRequest => {
+                    add_total(&mut service_all, total);
+                    m.service_requests.push(measured);
+                }
+                SeriesKind::ServiceRoute => m.service_routes.push(measured),
+                SeriesKind::Lag => add_total(&mut lag_all, total),
             }
         }
-        Measurements {
-            requests,
-            routes,
-            aggregate: measure("Aggregated", &all, duration_secs),
+        m.aggregate = measure("Aggregated", &all, duration_secs);
+        if !m.service_requests.is_empty() {
+            m.service_aggregate = Some(measure("Aggregated", &service_all, duration_secs));
+            m.lag = Some(measure("lag", &lag_all, duration_secs));
         }
+        m
     }
 
     /// The figures of an earlier run, from its latency log: latency exactly as measured,
@@ -72,17 +82,37 @@ impl Measurements {
         Measurements::from_recorded(&recorded, duration_secs)
     }
 
-    /// The row for `name` (`POST /`), or all requests for `None`.
+    /// The row for `name`: a request (`POST /`) or a route (`nats`); all requests for `None`.
     pub fn find(&self, name: Option<&str>) -> Option<&Measured> {
         match name {
             None => Some(&self.aggregate),
-            Some(name) => self.requests.iter().find(|m| m.stats.name == name),
+            Some(name) => self
+                .requests
+                .iter()
+                .chain(&self.routes)
+                .find(|m| m.stats.name == name),
+        }
+    }
+
+    /// The same, for service time; in a closed-model run that is the latency itself.
+    pub fn find_service(&self, name: Option<&str>) -> Option<&Measured> {
+        let Some(all) = &self.service_aggregate else {
+            return self.find(name);
+        };
+        match name {
+            None => Some(all),
+            Some(name) => self
+                .service_requests
+                .iter()
+                .chain(&self.service_routes)
+                .find(|m| m.stats.name == name),
         }
     }
 
     pub fn names(&self) -> Vec<&str> {
         self.requests
             .iter()
+            .chain(&self.routes)
             .map(|m| m.stats.name.as_str())
             .collect()
     }
@@ -93,6 +123,17 @@ impl Measured {
     pub fn percentile_ms(&self, percent: f64) -> Option<f64> {
         (!self.histogram.is_empty())
             .then(|| self.histogram.value_at_quantile(percent / 100.0) as f64 / 1000.0)
+    }
+}
+
+fn add_total(sum: &mut SeriesTotal, total: &SeriesTotal) {
+    sum.histogram
+        .add(&total.histogram)
+        .expect("auto-resizing histograms add");
+    sum.failures += total.failures;
+    sum.sum_us += total.sum_us;
+    for (code, n) in &total.status_codes {
+        *sum.status_codes.entry(*code).or_default() += n;
     }
 }
 
@@ -145,6 +186,12 @@ fn measure(name: &str, total: &SeriesTotal, duration_secs: f64) -> Measured {
     }
 }
 
+impl Default for Measured {
+    fn default() -> Measured {
+        measure("Aggregated", &SeriesTotal::default(), 0.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -161,13 +208,13 @@ mod tests {
             ("POST /", None, 8, 503),
             ("GET /", None, 1, 200),
         ] {
-            recorder.record(Sample {
+            recorder.record(Sample::closed(
                 request,
                 route,
                 status,
-                success: status < 400,
-                elapsed: Duration::from_millis(ms),
-            });
+                status < 400,
+                Duration::from_millis(ms),
+            ));
         }
         let m = Measurements::from_recorded(&recorder.finish(), 2.0);
         let post = &m.find(Some("POST /")).unwrap().stats;

@@ -8,8 +8,8 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::duration::format_ms;
 use crate::model::{
-    Delivery, IntervalLatency, LoadgenReport, ROUTES, RequestStats, SeriesKind, TimelinePoint,
-    Verdict, WorkerShare,
+    Arrivals, Delivery, IntervalLatency, LoadgenReport, OpenModel, ROUTES, RequestStats,
+    SeriesKind, TimelinePoint, Verdict, WorkerShare,
 };
 use crate::render::svg::{Axis, PALETTE, Series, line_chart, nice_ticks, nines, nines_axis};
 
@@ -63,6 +63,7 @@ pub fn render(report: &LoadgenReport) -> String {
             (workers(&report.workers))
             (gate(&report.gate.rules))
             (timeline(report))
+            @if let Some(open) = &report.open { (open_model(report, open)) }
             (latency_over_time(report))
             (requests(report))
             @match &report.delivery {
@@ -231,6 +232,93 @@ fn timeline(report: &LoadgenReport) -> Markup {
                     &per_second,
                 ))
                 (line_chart("Users running", &[series("users", PALETTE[2], |p| p.users)], &x, &users))
+            }
+        }
+    }
+}
+
+/// The open model: what was asked and how the schedule was kept, the requested against
+/// the offered rate over time, late and dropped per second, and service time.
+fn open_model(report: &LoadgenReport, open: &OpenModel) -> Markup {
+    let x = seconds_axis(report.timeline.len() as f64);
+    let series = |name: &str, color, value: fn(&TimelinePoint) -> Option<f64>| Series {
+        name: name.into(),
+        color,
+        points: report
+            .timeline
+            .iter()
+            .filter_map(|p| value(p).map(|v| (p.second as f64, v)))
+            .collect(),
+    };
+    let per_second = Axis {
+        label: "per second".into(),
+        ticks: vec![],
+    };
+    let lag = &open.lag_ms;
+    let rows = [
+        ("arrival plan", open.plan.clone()),
+        (
+            "arrivals",
+            match open.arrivals {
+                Arrivals::Uniform => "uniform".into(),
+                Arrivals::Poisson => "poisson".into(),
+            },
+        ),
+        ("pool (--max-users)", open.max_users.to_string()),
+        (
+            "--drop-late",
+            open.drop_late_ms
+                .map_or("off: every request is sent".into(), format_ms),
+        ),
+        ("scheduled", open.scheduled.to_string()),
+        ("late (sent after their time)", open.late.to_string()),
+        ("dropped", open.dropped.to_string()),
+        (
+            "schedule lag p50 / p99 / max",
+            format!(
+                "{} / {} / {}",
+                format_ms(lag.p50),
+                format_ms(lag.p99),
+                format_ms(lag.max)
+            ),
+        ),
+    ];
+    html! {
+        section #open-model {
+            h2 { "Open model" }
+            p.muted {
+                "Requests were sent at the plan's times whatever the target did. The request latency on this page is the response time, counted from each request's intended send time (what a user of the target felt); service time, below, counts from the actual send."
+            }
+            table { @for (name, value) in rows { tr { td { (name) } td { (value) } } } }
+            div.charts {
+                (line_chart(
+                    "Requested and offered rate",
+                    &[
+                        series("requested/s", PALETTE[3], |p| p.requested),
+                        series("sent/s", PALETTE[0], |p| p.sent.map(|v| v as f64)),
+                    ],
+                    &x,
+                    &per_second,
+                ))
+                (line_chart(
+                    "Late and dropped per second",
+                    &[
+                        series("late/s", PALETTE[4], |p| p.late.map(|v| v as f64)),
+                        series("dropped/s", PALETTE[1], |p| p.dropped.map(|v| v as f64)),
+                    ],
+                    &x,
+                    &per_second,
+                ))
+            }
+            table {
+                tr { th { "service time" } th { "count" } th { "p50" } th { "p95" } th { "p99" } th { "max" } }
+                @for r in &open.service {
+                    tr {
+                        td { (r.name) } td { (r.count) } td { (format_ms(r.latency_ms.p50)) }
+                        td { (format_ms(r.latency_ms.p95)) } td { (format_ms(r.latency_ms.p99)) }
+                        td { (format_ms(r.latency_ms.max)) }
+                    }
+                }
             }
         }
     }

@@ -2,7 +2,7 @@
 //! ledger and the gate's verdicts. Pure: each takes the report's model and returns text.
 
 use crate::duration::format_ms;
-use crate::model::{Delivery, LoadgenReport, ROUTES, Verdict, WorkerShare};
+use crate::model::{Arrivals, Delivery, LoadgenReport, OpenModel, ROUTES, Verdict, WorkerShare};
 
 /// Per-request counts and percentiles, as the run's closing summary.
 pub fn requests(report: &LoadgenReport) -> String {
@@ -36,7 +36,51 @@ pub fn requests(report: &LoadgenReport) -> String {
             ms(l.max)
         ));
     }
+    if let Some(open) = &report.open {
+        out.push_str(&open_model(open));
+    }
     out.push('\n');
+    out
+}
+
+/// The open model's schedule and how it was kept, and service time per request and route.
+fn open_model(open: &OpenModel) -> String {
+    let lag = &open.lag_ms;
+    let mut out = format!(
+        "\nOpen model: {} ({}), pool of {} users{}: {} scheduled, {} late, {} dropped; schedule lag p50 {}, p99 {}, max {}\n(the latency above is the response time, from each request's intended send time)\n",
+        open.plan,
+        match open.arrivals {
+            Arrivals::Uniform => "uniform",
+            Arrivals::Poisson => "poisson",
+        },
+        open.max_users,
+        open.drop_late_ms.map_or(String::new(), |d| format!(
+            ", dropping past {}",
+            format_ms(d)
+        )),
+        open.scheduled,
+        open.late,
+        open.dropped,
+        format_ms(lag.p50),
+        format_ms(lag.p99),
+        format_ms(lag.max)
+    );
+    out.push_str(&format!(
+        "{:<16} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        "service time", "count", "p50", "p95", "p99", "max"
+    ));
+    for row in &open.service {
+        let l = &row.latency_ms;
+        out.push_str(&format!(
+            "{:<16} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+            row.name,
+            row.count,
+            format_ms(l.p50),
+            format_ms(l.p95),
+            format_ms(l.p99),
+            format_ms(l.max)
+        ));
+    }
     out
 }
 

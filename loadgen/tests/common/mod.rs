@@ -23,12 +23,27 @@ pub struct Received {
     pub key: Option<String>,
     pub content_type: Option<String>,
     pub body: Bytes,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 #[derive(Debug, Default)]
 pub struct Recorded {
     pub posts: Vec<Received>,
     pub gets: usize,
+    /// When the first POST arrived: a stall is timed from it.
+    pub first: Option<Instant>,
+}
+
+/// How the target answers POST /.
+#[derive(Debug, Clone, Copy)]
+struct Behaviour {
+    status: StatusCode,
+    /// A fixed service time.
+    delay: Duration,
+    /// Once: every POST arriving in [first + .0, first + .0 + .1) waits until its end, as a
+    /// target stalled by a pause would.
+    stall: Option<(Duration, Duration)>,
 }
 
 /// A target that answers POST / with 201 and GET / with 200, recording what came.
@@ -45,22 +60,40 @@ impl Target {
 
     /// A target whose POST / answers `post_status` (to make the gate fail on errors).
     pub fn start_with(post_status: StatusCode) -> Target {
-        Self::start_full(post_status, Duration::ZERO)
+        Self::start_full(Behaviour {
+            status: post_status,
+            delay: Duration::ZERO,
+            stall: None,
+        })
     }
 
     /// A target with a fixed service time: every POST / is answered after `delay`.
     pub fn start_slow(delay: Duration) -> Target {
-        Self::start_full(StatusCode::CREATED, delay)
+        Self::start_full(Behaviour {
+            status: StatusCode::CREATED,
+            delay,
+            stall: None,
+        })
     }
 
-    fn start_full(post_status: StatusCode, delay: Duration) -> Target {
+    /// A fast target that stalls once: from `at` after the first POST, for `stall`, every
+    /// POST is held until the stall ends.
+    pub fn start_stalling(at: Duration, stall: Duration) -> Target {
+        Self::start_full(Behaviour {
+            status: StatusCode::CREATED,
+            delay: Duration::ZERO,
+            stall: Some((at, stall)),
+        })
+    }
+
+    fn start_full(behaviour: Behaviour) -> Target {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         let recorded = Arc::new(Mutex::new(Recorded::default()));
-        let state = (Arc::clone(&recorded), post_status, delay);
+        let state = (Arc::clone(&recorded), behaviour);
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
@@ -89,10 +122,10 @@ impl Target {
     }
 }
 
-type Shared = (Arc<Mutex<Recorded>>, StatusCode, Duration);
+type Shared = (Arc<Mutex<Recorded>>, Behaviour);
 
 async fn on_post(
-    State((recorded, status, delay)): State<Shared>,
+    State((recorded, behaviour)): State<Shared>,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
@@ -102,18 +135,30 @@ async fn on_post(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    recorded.lock().unwrap().posts.push(Received {
-        key: header("idempotency-key"),
-        content_type: header("content-type"),
-        body,
-    });
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+    let now = Instant::now();
+    let first = {
+        let mut recorded = recorded.lock().unwrap();
+        recorded.posts.push(Received {
+            key: header("idempotency-key"),
+            content_type: header("content-type"),
+            body,
+            at: now,
+        });
+        *recorded.first.get_or_insert(now)
+    };
+    if let Some((at, stall)) = behaviour.stall {
+        let (from, until) = (first + at, first + at + stall);
+        if now >= from && now < until {
+            tokio::time::sleep_until(until.into()).await;
+        }
     }
-    status
+    if !behaviour.delay.is_zero() {
+        tokio::time::sleep(behaviour.delay).await;
+    }
+    behaviour.status
 }
 
-async fn on_get(State((recorded, _, _)): State<Shared>) -> &'static str {
+async fn on_get(State((recorded, _)): State<Shared>) -> &'static str {
     recorded.lock().unwrap().gets += 1;
     "ok"
 }
