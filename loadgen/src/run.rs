@@ -97,10 +97,17 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         Some(w) => format!("{run_id}-w{}", w.index),
         None => run_id.clone(),
     });
+    let load = match &settings.open {
+        Some(open) => format!(
+            "open model, {} ({} arrivals) from a pool of {} users",
+            open.plan_text,
+            format!("{:?}", open.arrivals).to_lowercase(),
+            open.max_users
+        ),
+        None => format!("{} users at {}/s", settings.users, settings.hatch_rate),
+    };
     eprintln!(
-        "loadgen: run {run_id}: {} users at {}/s against {}, replaying {} records from {} ({} mode)",
-        settings.users,
-        settings.hatch_rate,
+        "loadgen: run {run_id}: {load} against {}, replaying {} records from {} ({} mode)",
         settings.host,
         traffic.records.len(),
         traffic.path.display(),
