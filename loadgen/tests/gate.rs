@@ -140,13 +140,13 @@ fn a_baseline_passes_an_identical_run_and_fails_a_slower_one() {
         "--baseline",
         baseline.to_str().unwrap(),
         "--max-regression",
-        "25",
+        "50",
     ];
 
     let same = timed_run(&fast, &dir.path().join("b"), &flags);
     assert_eq!(same.code, 0, "{}{}", same.stdout, same.stderr);
     assert!(
-        same.stdout.contains("p99 regression<=25% for POST /"),
+        same.stdout.contains("p99 regression<=50% for POST /"),
         "{}",
         same.stdout
     );
@@ -158,12 +158,12 @@ fn a_baseline_passes_an_identical_run_and_fails_a_slower_one() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|v| v["rule"] == "p50 regression<=25% for POST /")
+        .find(|v| v["rule"] == "p50 regression<=50% for POST /")
         .expect("a p50 comparison for POST /")
         .clone();
     assert_eq!(p50["passed"], false, "{p50}");
     let change = &p50["change"];
-    assert!(change["low"].as_f64().unwrap() > 25.0, "{change}");
+    assert!(change["low"].as_f64().unwrap() > 50.0, "{change}");
     assert!(
         change["percent"].as_f64().unwrap() > 100.0,
         "4 ms to 12 ms: {change}"
@@ -200,12 +200,12 @@ fn a_calibration_run_sets_the_scale_of_relative_limits() {
             "--calibration",
             cal.to_str().unwrap(),
             "--threshold",
-            "p50<=3x for POST /",
+            "p50<=10x for POST /",
             "--abort-on-fail",
         ],
     );
     assert_eq!(same.code, 0, "{}{}", same.stdout, same.stderr);
-    // ...and a 20 ms service time is far beyond 3x a loopback round trip.
+    // ...and a 20 ms service time is far beyond 10x a loopback round trip.
     let slower = timed_run(
         &slow,
         &dir.path().join("slow"),
@@ -213,12 +213,12 @@ fn a_calibration_run_sets_the_scale_of_relative_limits() {
             "--calibration",
             cal.to_str().unwrap(),
             "--threshold",
-            "p50<=3x for POST /",
+            "p50<=10x for POST /",
         ],
     );
     assert_eq!(slower.code, 1, "{}{}", slower.stdout, slower.stderr);
     assert!(
-        slower.stdout.contains("3x the calibration's"),
+        slower.stdout.contains("10x the calibration's"),
         "{}",
         slower.stdout
     );
@@ -226,7 +226,7 @@ fn a_calibration_run_sets_the_scale_of_relative_limits() {
     let refused = timed_run(
         &ceiling,
         &dir.path().join("none"),
-        &["--threshold", "p50<=3x"],
+        &["--threshold", "p50<=10x"],
     );
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(
