@@ -60,24 +60,8 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
 
-    /// Gate rule in Goose's syntax, repeatable: p95<500ms, error-rate<1%, rps>=200,
-    /// p99<2s for POST /
-    #[arg(long = "threshold", value_name = "RULE")]
-    pub thresholds: Vec<String>,
-
-    /// TOML file of gate rules: thresholds = ["p95<500ms", ...]
-    #[arg(long, value_name = "FILE")]
-    pub gate: Option<PathBuf>,
-
-    /// An earlier run (its folder or its loadgen.json, with latency.hlog beside it): per
-    /// request and route, the gate fails if p50, p95 or p99 rise, or requests/s fall, by
-    /// more than --max-regression with 95% confidence
-    #[arg(long, value_name = "RUN")]
-    pub baseline: Option<PathBuf>,
-
-    /// Percent a percentile may rise, or requests/s fall, against --baseline
-    #[arg(long, value_name = "PCT", default_value_t = 10.0)]
-    pub max_regression: f64,
+    #[command(flatten)]
+    pub gate: GateArgs,
 
     /// A calibration run measured in the same job (its folder or loadgen.json): the same
     /// load against a trivial handler. Rules with a limit such as 8x multiply its figures
@@ -158,6 +142,29 @@ pub struct Cli {
     pub start_at: Option<String>,
 }
 
+/// The gate's flags, the same for a run and for a merge.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GateArgs {
+    /// Gate rule in Goose's syntax, repeatable: p95<500ms, error-rate<1%, rps>=200,
+    /// p99<2s for POST /
+    #[arg(long = "threshold", value_name = "RULE")]
+    pub thresholds: Vec<String>,
+
+    /// TOML file of gate rules: thresholds = ["p95<500ms", ...]
+    #[arg(long, value_name = "FILE")]
+    pub gate: Option<PathBuf>,
+
+    /// An earlier run (its folder or its loadgen.json, with latency.hlog beside it): per
+    /// request and route, the gate fails if p50, p95 or p99 rise, or requests/s fall, by
+    /// more than --max-regression with 95% confidence
+    #[arg(long, value_name = "RUN")]
+    pub baseline: Option<PathBuf>,
+
+    /// Percent a percentile may rise, or requests/s fall, against --baseline
+    #[arg(long, value_name = "PCT", default_value_t = 10.0)]
+    pub max_regression: f64,
+}
+
 /// `loadgen merge`'s flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MergeArgs {
@@ -169,21 +176,8 @@ pub struct MergeArgs {
     #[arg(long, value_name = "DIR", default_value = "reports")]
     pub reports: PathBuf,
 
-    /// Gate rule, repeatable, judged on the merged run
-    #[arg(long = "threshold", value_name = "RULE")]
-    pub thresholds: Vec<String>,
-
-    /// TOML file of gate rules
-    #[arg(long, value_name = "FILE")]
-    pub gate: Option<PathBuf>,
-
-    /// An earlier run to compare the merged one with (see loadgen --help)
-    #[arg(long, value_name = "RUN")]
-    pub baseline: Option<PathBuf>,
-
-    /// Percent a percentile may rise, or requests/s fall, against --baseline
-    #[arg(long, value_name = "PCT", default_value_t = 10.0)]
-    pub max_regression: f64,
+    #[command(flatten)]
+    pub gate: GateArgs,
 
     /// The receivers to reconcile the merged ledger with, repeatable
     #[arg(long, value_name = "URL")]
@@ -402,8 +396,11 @@ impl Cli {
         let receivers = parse_receivers(&self.receivers, self.no_reconcile, Some(&host))?;
         let drain_timeout = parse_span(&self.drain_timeout, BareUnit::Seconds)
             .map_err(|e| LoadgenError::Usage(format!("--drain-timeout: {e}")))?;
-        let (rules, max_regression) =
-            parse_rules(&self.thresholds, self.gate.as_deref(), self.max_regression)?;
+        let (rules, max_regression) = parse_rules(
+            &self.gate.thresholds,
+            self.gate.gate.as_deref(),
+            self.gate.max_regression,
+        )?;
         if self.max_rps == Some(0) {
             return usage(
                 "--max-rps 0 would send nothing; give a rate such as 500, or leave it out".into(),
@@ -466,7 +463,7 @@ impl Cli {
             reports: self.reports,
             seed: self.seed,
             rules,
-            baseline: self.baseline,
+            baseline: self.gate.baseline,
             max_regression,
             calibration: self.calibration,
             interval,

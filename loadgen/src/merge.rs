@@ -17,7 +17,7 @@ use hdrhistogram::Histogram;
 use crate::cli::{MergeArgs, parse_receivers, parse_rules};
 use crate::duration::{BareUnit, parse_span};
 use crate::error::LoadgenError;
-use crate::judge::gate::{self, Baseline};
+use crate::judge::gate;
 use crate::ledger::delivery::{self, Receivers};
 use crate::ledger::sent::SentSnapshot;
 use crate::model::{
@@ -30,7 +30,9 @@ use crate::record::intervals::{
 };
 use crate::record::summary::Measurements;
 use crate::render::terminal;
-use crate::run::{LATENCY_LOG, Outcome, RECEIVERS_START, SENDS, read_run, write_reports};
+use crate::run::{
+    LATENCY_LOG, Outcome, RECEIVERS_START, SENDS, read_baseline, read_run, write_reports,
+};
 
 /// One worker's folder, read and checked.
 struct WorkerRun {
@@ -291,8 +293,11 @@ fn merge_timelines(runs: &[WorkerRun], t0: f64) -> Vec<TimelinePoint> {
 
 /// Merges, reconciles, judges and writes the merged run.
 pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
-    let (rules, max_regression) =
-        parse_rules(&args.thresholds, args.gate.as_deref(), args.max_regression)?;
+    let (rules, max_regression) = parse_rules(
+        &args.gate.thresholds,
+        args.gate.gate.as_deref(),
+        args.gate.max_regression,
+    )?;
     if let Some(rule) = rules.iter().find(|r| r.rule.relative) {
         return Err(LoadgenError::Usage(format!(
             "merge: the rule {} is a multiple of a calibration run, which a merge does not take; give the worker runs that limit, or an absolute one",
@@ -301,21 +306,7 @@ pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
     }
     let drain_timeout = parse_span(&args.drain_timeout, BareUnit::Seconds)
         .map_err(|e| LoadgenError::Usage(format!("--drain-timeout: {e}")))?;
-    let baseline = match &args.baseline {
-        None => None,
-        Some(path) => {
-            let (report, log) = read_run(path).map_err(|why| LoadgenError::Baseline {
-                path: path.clone(),
-                why,
-            })?;
-            Some(Baseline {
-                path: path.display().to_string(),
-                report,
-                log,
-                max_regression,
-            })
-        }
-    };
+    let baseline = read_baseline(args.gate.baseline.as_deref(), max_regression)?;
     let runs = read_workers(&args.dirs)?;
     let first = &runs[0];
     let run_id = first.report.run_id.clone();

@@ -48,21 +48,7 @@ pub struct Outcome {
 /// Runs the load test `settings` describe. Bad input fails before any request is sent.
 pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     let traffic = Traffic::load(&settings.traffic)?;
-    let baseline = match &settings.baseline {
-        None => None,
-        Some(path) => {
-            let (report, log) = read_run(path).map_err(|why| LoadgenError::Baseline {
-                path: path.clone(),
-                why,
-            })?;
-            Some(Baseline {
-                path: path.display().to_string(),
-                report,
-                log,
-                max_regression: settings.max_regression,
-            })
-        }
-    };
+    let baseline = read_baseline(settings.baseline.as_deref(), settings.max_regression)?;
     let calibrations = settings
         .calibration
         .iter()
@@ -498,6 +484,26 @@ fn point_latest(reports: &Path, dir: &Path) -> std::io::Result<()> {
     std::fs::rename(&temporary, &link).inspect_err(|_| {
         let _ = std::fs::remove_file(&temporary);
     })
+}
+
+/// The `--baseline` run, read and checked, for a run or a merge.
+pub fn read_baseline(
+    path: Option<&Path>,
+    max_regression: f64,
+) -> Result<Option<Baseline>, LoadgenError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let (report, log) = read_run(path).map_err(|why| LoadgenError::Baseline {
+        path: path.to_path_buf(),
+        why,
+    })?;
+    Ok(Some(Baseline {
+        path: path.display().to_string(),
+        report,
+        log,
+        max_regression,
+    }))
 }
 
 /// An earlier run's report and latency log, from its folder or its loadgen.json.
