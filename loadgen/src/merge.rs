@@ -31,7 +31,8 @@ use crate::record::intervals::{
 use crate::record::summary::Measurements;
 use crate::render::terminal;
 use crate::run::{
-    LATENCY_LOG, Outcome, RECEIVERS_START, SENDS, read_baseline, read_run, write_reports,
+    LATENCY_LOG, Outcome, RECEIVERS_START, SENDS, files_index, read_baseline, read_run,
+    write_reports,
 };
 
 /// One worker's folder, read and checked.
@@ -430,23 +431,14 @@ pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
             passed,
             rules: verdicts,
         },
-        files: [
-            ("index_html", "index.html"),
-            ("loadgen_json", "loadgen.json"),
-            ("gate_junit", "gate.xml"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .chain(files.iter().map(|(f, _)| {
-            (
-                f.trim_end_matches(".hgrm")
-                    .trim_end_matches(".hlog")
-                    .trim_end_matches(".json")
-                    .replace('-', "_"),
-                f.clone(),
-            )
-        }))
-        .collect(),
+        files: files_index(
+            &[
+                ("index_html", "index.html"),
+                ("loadgen_json", "loadgen.json"),
+                ("gate_junit", "gate.xml"),
+            ],
+            &files,
+        ),
         workers,
         // The open model's counts add up; service time and lag come from the merged
         // histograms like everything else.
@@ -458,20 +450,8 @@ pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
             scheduled: opens.iter().map(|o| o.scheduled).sum(),
             late: measured.late,
             dropped: measured.dropped,
-            service: measured
-                .service_requests
-                .iter()
-                .map(|m| m.stats.clone())
-                .chain(measured.service_routes.iter().map(|m| RequestStats {
-                    name: format!("route {}", m.stats.name),
-                    ..m.stats.clone()
-                }))
-                .collect(),
-            lag_ms: measured
-                .lag
-                .as_ref()
-                .map(|l| l.stats.latency_ms.clone())
-                .unwrap_or_default(),
+            service: measured.service_rows(),
+            lag_ms: measured.lag_ms(),
         }),
     };
     let dir = args.reports.join(&run_id);

@@ -2,6 +2,7 @@
 //! host answers, hand Goose a configuration built here (never argv), judge, write. This is
 //! the only module that writes files: everything it writes is rendered elsewhere as text.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,8 +27,7 @@ use crate::judge::rule::Op;
 use crate::ledger::delivery::{self, Receivers};
 use crate::ledger::sent::SentLedger;
 use crate::model::{
-    EndedBy, GateRecord, LoadgenReport, OpenModel, RequestStats, SCHEMA_VERSION, SettingsRecord,
-    WorkerRecord,
+    EndedBy, GateRecord, LoadgenReport, OpenModel, SCHEMA_VERSION, SettingsRecord, WorkerRecord,
 };
 use crate::record::hlog::{self, Log};
 use crate::record::intervals::Recorder;
@@ -309,25 +309,17 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
             passed,
             rules: verdicts,
         },
-        files: [
-            ("index_html", "index.html"),
-            ("loadgen_json", "loadgen.json"),
-            ("gate_junit", "gate.xml"),
-            ("goose_html", "goose.html"),
-            ("goose_json", "goose.json"),
-            ("latency_hlog", LATENCY_LOG),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .chain(receiver_files.iter().map(|(f, _)| {
-            (
-                f.trim_end_matches(".hgrm")
-                    .trim_end_matches(".json")
-                    .replace('-', "_"),
-                f.clone(),
-            )
-        }))
-        .collect(),
+        files: files_index(
+            &[
+                ("index_html", "index.html"),
+                ("loadgen_json", "loadgen.json"),
+                ("gate_junit", "gate.xml"),
+                ("goose_html", "goose.html"),
+                ("goose_json", "goose.json"),
+                ("latency_hlog", LATENCY_LOG),
+            ],
+            &receiver_files,
+        ),
         workers: Vec::new(),
         open: match (&settings.open, &schedule) {
             (Some(open), Some(schedule)) => Some(open_model(open, schedule, &measured)),
@@ -361,15 +353,6 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
 
 /// The open model's part of the report.
 fn open_model(open: &OpenSettings, schedule: &Schedule, measured: &Measurements) -> OpenModel {
-    let service = measured
-        .service_requests
-        .iter()
-        .map(|m| m.stats.clone())
-        .chain(measured.service_routes.iter().map(|m| RequestStats {
-            name: format!("route {}", m.stats.name),
-            ..m.stats.clone()
-        }))
-        .collect();
     OpenModel {
         plan: open.plan_text.clone(),
         arrivals: open.arrivals,
@@ -378,13 +361,28 @@ fn open_model(open: &OpenSettings, schedule: &Schedule, measured: &Measurements)
         scheduled: schedule.issued.load(Ordering::Relaxed),
         late: measured.late,
         dropped: measured.dropped,
-        service,
-        lag_ms: measured
-            .lag
-            .as_ref()
-            .map(|l| l.stats.latency_ms.clone())
-            .unwrap_or_default(),
+        service: measured.service_rows(),
+        lag_ms: measured.lag_ms(),
     }
+}
+
+/// The run folder's files by role (`latency_hlog`), for loadgen.json: the fixed ones, then
+/// each written file named after itself.
+pub(crate) fn files_index(
+    fixed: &[(&str, &str)],
+    written: &[(String, String)],
+) -> BTreeMap<String, String> {
+    fixed
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(written.iter().map(|(f, _)| {
+            let role = f
+                .trim_end_matches(".hgrm")
+                .trim_end_matches(".hlog")
+                .trim_end_matches(".json");
+            (role.replace('-', "_"), f.clone())
+        }))
+        .collect()
 }
 
 /// The interval log's name in the run folder.

@@ -94,6 +94,26 @@ impl Measurements {
         }
     }
 
+    /// Open model: the service-time rows, per request and per route (`route nats`).
+    pub fn service_rows(&self) -> Vec<RequestStats> {
+        self.service_requests
+            .iter()
+            .map(|m| m.stats.clone())
+            .chain(self.service_routes.iter().map(|m| RequestStats {
+                name: format!("route {}", m.stats.name),
+                ..m.stats.clone()
+            }))
+            .collect()
+    }
+
+    /// Open model: the schedule lag of all requests (zero in a closed-model run).
+    pub fn lag_ms(&self) -> Latency {
+        self.lag
+            .as_ref()
+            .map(|l| l.stats.latency_ms.clone())
+            .unwrap_or_default()
+    }
+
     /// The same, for service time; in a closed-model run that is the latency itself.
     pub fn find_service(&self, name: Option<&str>) -> Option<&Measured> {
         let Some(all) = &self.service_aggregate else {
