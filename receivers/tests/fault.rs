@@ -126,6 +126,26 @@ async fn wait_for_port(port: u16) {
     .await;
 }
 
+/// The last lines of every consumers log in `dir`, for a failure message: what the store
+/// side said about its reconnects is the first thing to read when a path never recovers.
+fn consumer_logs(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    for generation in 1..=2 {
+        let path = dir.join(format!("consumers-{generation}.log"));
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
+        out.push_str(&format!(
+            "\n--- last lines of {}:\n{}",
+            path.display(),
+            tail.join("\n")
+        ));
+    }
+    out
+}
+
 /// After a fault: a record sent straight to `route`'s entry is accepted within 60 s, and
 /// that path's consumer stores it within 60 s more. Returns its id.
 async fn path_recovers(
@@ -134,6 +154,7 @@ async fn path_recovers(
     route: receivers::Route,
     n: usize,
     store: &Backing,
+    dir: &std::path::Path,
 ) -> String {
     let id = format!("fault-{n}");
     let entry = format!("http://{}/", running.addrs.entry(route).unwrap());
@@ -145,17 +166,21 @@ async fn path_recovers(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eventually(
-        Duration::from_secs(60),
-        &format!("{id} stored by the {route} path: its consumer never reconnected"),
-        || {
-            store
-                .rows()
-                .iter()
-                .any(|(stored, by, _)| *stored == id && by == route.name())
-        },
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stored = || {
+        store
+            .rows()
+            .iter()
+            .any(|(stored, by, _)| *stored == id && by == route.name())
+    };
+    while !stored() {
+        assert!(
+            Instant::now() < deadline,
+            "{id} was not stored by the {route} path within 60 s: its consumer never reconnected{}",
+            consumer_logs(dir)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     id
 }
 
@@ -264,7 +289,7 @@ async fn scenario(store: Backing, dir: &std::path::Path) {
     let mut probes = BTreeSet::new();
     let mut recovers = async |route| {
         probe += 1;
-        path_recovers(&http, &running, route, probe, &store).await
+        path_recovers(&http, &running, route, probe, &store, dir).await
     };
     progress(100).await;
     tokio::task::spawn_blocking(|| script("brokers", "restart-rabbitmq"))

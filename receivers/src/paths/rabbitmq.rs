@@ -93,13 +93,48 @@ async fn open(config: &RabbitConfig) -> lapin::Result<(Connection, Channel)> {
     Ok((connection, channel))
 }
 
-/// Resolves when the connection reports an error (the broker went away).
-async fn lost(connection: &Connection) {
+/// How long a connect and the topology declarations may take before the attempt is retried.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How often the connection's state is checked besides its events.
+const CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// Connects as `open` does, but gives up after `OPEN_TIMEOUT`: a broker that accepts the TCP
+/// connection while it is still starting may never finish the handshake.
+async fn open_in_time(config: &RabbitConfig) -> Result<(Connection, Channel), String> {
+    match tokio::time::timeout(OPEN_TIMEOUT, open(config)).await {
+        Ok(Ok(opened)) => Ok(opened),
+        Ok(Err(error)) => Err(format!(
+            "cannot connect to {}: {error}",
+            redact(&config.url)
+        )),
+        Err(_) => Err(format!(
+            "connecting to {} and declaring the queues took over {OPEN_TIMEOUT:?}",
+            redact(&config.url)
+        )),
+    }
+}
+
+/// Resolves, with the reason, when the connection reports an error or is no longer
+/// connected. Both are watched, rather than trusting the consumer's stream to end: in a CI
+/// run on 2026-11-27, after `rabbitmqctl stop_app` and `start_app`, the publisher was back
+/// within seconds but the consumer, which then learnt of a loss only from its stream, stored
+/// nothing for over 60 s.
+async fn connection_broken(connection: &Connection) -> String {
     let mut events = Box::pin(connection.events_listener());
-    while let Some(event) = events.next().await {
-        if let Event::Error(error) = event {
-            tracing::warn!("RabbitMQ connection lost: {error}");
-            return;
+    let mut check = tokio::time::interval(CHECK_EVERY);
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Event::Error(error)) => return format!("the connection was lost: {error}"),
+                Some(_) => {}
+                None => return "the connection's events ended".into(),
+            },
+            _ = check.tick() => {
+                if !connection.status().connected() {
+                    return "the connection is no longer open".into();
+                }
+            }
         }
     }
 }
@@ -124,15 +159,15 @@ impl RabbitPublisher {
         let wake = Arc::clone(&broken);
         tracker.spawn(async move {
             keep_running("RabbitMQ publisher", &shutdown, || async {
-                let (connection, channel) = open(&config).await.map_err(|e| {
-                    format!("cannot connect to {}: {e}", redact(&config.url))
-                })?;
+                let (connection, channel) = open_in_time(&config).await?;
                 tracing::info!(url = %redact(&config.url), queue = %config.queue, "RabbitMQ publisher connected");
                 current.send_replace(Some(channel));
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
                     _ = wake.notified() => {}
-                    _ = lost(&connection) => {}
+                    why = connection_broken(&connection) => {
+                        tracing::warn!("RabbitMQ publisher: {why}; reconnecting");
+                    }
                 }
                 current.send_replace(None);
                 let _ = connection.close(200, "reconnecting or shutting down".into()).await;
@@ -238,21 +273,34 @@ pub fn spawn_consumer(
 ) {
     tracker.spawn(async move {
         let what = format!("RabbitMQ consumer on {}", config.queue);
-        keep_running(&what, &shutdown, || async {
-            consume(&config, &sink, &shutdown)
-                .await
-                .map_err(|e| e.to_string())
-        })
-        .await;
+        keep_running(&what, &shutdown, || consume(&config, &sink, &shutdown)).await;
     });
 }
 
+/// One connection's worth of consuming: ends when the connection breaks (an error, so the
+/// caller reconnects after a pause) or on shutdown. Stopping mid-batch is safe: what was
+/// not acked is redelivered, and the store keeps one row per id.
 async fn consume(
     config: &RabbitConfig,
     sink: &Sink,
     shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let (connection, channel) = open_in_time(config).await?;
+    let result = tokio::select! {
+        result = deliveries(config, sink, shutdown, &channel) => result.map_err(|e| e.to_string()),
+        why = connection_broken(&connection) => Err(why),
+    };
+    let _ = connection.close(200, "consumer stopping".into()).await;
+    result
+}
+
+/// Takes deliveries off `channel` and settles them in batches, until the stream ends or fails.
+async fn deliveries(
+    config: &RabbitConfig,
+    sink: &Sink,
+    shutdown: &CancellationToken,
+    channel: &Channel,
 ) -> lapin::Result<()> {
-    let (connection, channel) = open(config).await?;
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await?;
@@ -271,15 +319,15 @@ async fn consume(
     // Deliveries are taken in batches of whatever has arrived (prefetch bounds it), stored
     // together (one commit), then acked with one `multiple` ack: strictly after the commit,
     // and far less work for the broker than an ack per message.
-    let result = loop {
+    loop {
         let first = tokio::select! {
-            _ = shutdown.cancelled() => break Ok(()),
+            _ = shutdown.cancelled() => return Ok(()),
             next = consumer.next() => next,
         };
         let mut batch = match first {
             Some(Ok(delivery)) => vec![delivery],
-            Some(Err(error)) => break Err(error),
-            None => break Ok(()),
+            Some(Err(error)) => return Err(error),
+            None => return Ok(()),
         };
         let mut failed = None;
         while batch.len() < usize::from(config.prefetch) {
@@ -292,13 +340,11 @@ async fn consume(
                 _ => break,
             }
         }
-        settle(batch, config, &channel, sink, &mut backoff, shutdown).await;
+        settle(batch, config, channel, sink, &mut backoff, shutdown).await;
         if let Some(error) = failed {
-            break Err(error);
+            return Err(error);
         }
-    };
-    let _ = connection.close(200, "consumer stopping".into()).await;
-    result
+    }
 }
 
 /// Settles a batch of consecutive deliveries: one `multiple` ack when every record is
