@@ -104,6 +104,14 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub progress_every: u64,
 
+    /// Threads that run the users. One, as one Locust process, is the most requests per
+    /// CPU-second and leaves the other cores to a target on the same machine; the progress
+    /// line says when loadgen's own CPU is what limits the run. More threads, or more
+    /// workers (--worker), take it past one core
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: u16,
+
     /// Open model: requests per second in all (decimals allowed), whatever the target
     /// does; a pool of users (--max-users) takes send tickets instead of waiting a think time
     #[arg(long, value_name = "R", allow_negative_numbers = true)]

@@ -92,12 +92,15 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         ),
         None => format!("{} users at {}/s", settings.users, settings.hatch_rate),
     };
+    // The runtime's own count, not the flag's: what the users really run on.
+    let threads = tokio::runtime::Handle::current().metrics().num_workers();
     eprintln!(
-        "loadgen: run {run_id}: {load} against {}, replaying {} records from {} ({} mode)",
+        "loadgen: run {run_id}: {load} against {}, replaying {} records from {} ({} mode), on {threads} thread{}",
         settings.host,
         traffic.records.len(),
         traffic.path.display(),
-        settings.mode.name()
+        settings.mode.name(),
+        if threads == 1 { "" } else { "s" }
     );
 
     // The receivers' counters before the run, so this run's latency can be told apart.
@@ -180,6 +183,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         schedule.clone(),
         settings.users,
         settings.progress_every,
+        threads,
     );
     let timed_out = Arc::new(AtomicBool::new(false));
     let timer = settings

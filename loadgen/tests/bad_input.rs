@@ -69,6 +69,7 @@ fn bad_flags_are_refused_before_anything_is_sent() {
     // clap's own refusals exit 2 as well, naming the flag.
     refused(&["--users", "many"], &["--users"]);
     refused(&["--mode", "sideways"], &["--mode"]);
+    refused(&["--threads", "0"], &["--threads", "0"]);
 }
 
 #[test]

@@ -174,6 +174,29 @@ fn loop_mode_cycles_through_the_records_until_run_time() {
     assert_eq!(keys.len(), posts.len(), "a key was reused across passes");
 }
 
+#[test]
+fn threads_sets_the_runtime_that_runs_the_users() {
+    let target = Target::start();
+    for (args, line) in [
+        (&[][..], "on 1 thread"),
+        (&["--threads", "3"][..], "on 3 threads"),
+    ] {
+        let reports = tempfile::tempdir().unwrap();
+        let run = loadgen(
+            &[&["-u", "2", "-H", &target.url()][..], &FAST, args].concat(),
+            reports.path(),
+            Duration::from_secs(60),
+        );
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(line),
+            "{args:?}: the start line lacks {line:?}:\n{}",
+            run.stderr
+        );
+    }
+    assert!(!target.posts().is_empty(), "the runs sent nothing");
+}
+
 /// The interval log is HdrHistogram's format, not just ours: the HdrHistogram organisation's
 /// Python port (scripts/hdrh-py, installed by scripts/test) reads it with the same counts.
 #[test]

@@ -86,6 +86,7 @@ impl Sampler {
         schedule: Option<Arc<Schedule>>,
         target_users: usize,
         print_every: Duration,
+        threads: usize,
     ) -> Sampler {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -96,6 +97,7 @@ impl Sampler {
             let mut timeline = Vec::new();
             let mut last = Totals::default();
             let mut last_print = (Instant::now(), 0);
+            let mut last_cpu = process_cpu();
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
@@ -116,8 +118,18 @@ impl Sampler {
                             now.dropped
                         )
                     });
+                    let cpu = process_cpu();
+                    let bound = match (last_cpu, cpu) {
+                        (Some(before), Some(after)) => cpu_bound_note(
+                            after.saturating_sub(before),
+                            last_print.0.elapsed(),
+                            threads,
+                        ),
+                        _ => String::new(),
+                    };
+                    last_cpu = cpu;
                     eprintln!(
-                        "[{:>5}s] users {}/{target_users} | requests {} ({} failed) | {rate:.1} req/s{open}",
+                        "[{:>5}s] users {}/{target_users} | requests {} ({} failed) | {rate:.1} req/s{open}{bound}",
                         started.elapsed().as_secs(),
                         now.users,
                         now.requests,
@@ -139,5 +151,67 @@ impl Sampler {
     pub async fn finish(self) -> Vec<TimelinePoint> {
         let _ = self.stop.send(());
         self.task.await.unwrap_or_default()
+    }
+}
+
+/// At or above this share of its threads, loadgen itself is what limits the run.
+const CPU_BOUND: f64 = 0.9;
+
+/// The progress line's warning when loadgen used `cpu` of `threads` threads over `wall`:
+/// its latencies then include its own queueing, as Locust warns above 90% CPU.
+fn cpu_bound_note(cpu: Duration, wall: Duration, threads: usize) -> String {
+    let share = cpu.as_secs_f64() / (wall.as_secs_f64() * threads as f64).max(f64::EPSILON);
+    if share < CPU_BOUND {
+        return String::new();
+    }
+    format!(
+        " | loadgen is CPU-bound ({:.0}% of its {threads} thread{}): its latencies include its own \
+         queueing; pass --threads {} or add workers",
+        share * 100.0,
+        if threads == 1 { "" } else { "s" },
+        threads * 2
+    )
+}
+
+/// This process's CPU time so far (user and system), from /proc/self/stat; `None` where
+/// there is no /proc, and the progress line then says nothing about CPU.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15, in USER_HZ ticks, which Linux fixes at 100 a
+    // second for user space whatever the kernel's own tick.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_warns_only_when_loadgen_uses_most_of_its_threads() {
+        let second = Duration::from_secs(1);
+        assert_eq!(cpu_bound_note(Duration::from_millis(500), second, 1), "");
+        assert_eq!(cpu_bound_note(Duration::from_millis(1700), second, 2), "");
+        let bound = cpu_bound_note(Duration::from_millis(950), second, 1);
+        assert!(bound.contains("CPU-bound (95% of its 1 thread)"), "{bound}");
+        assert!(bound.contains("--threads 2"), "{bound}");
+        assert!(cpu_bound_note(Duration::from_millis(1900), second, 2).contains("--threads 4"));
+    }
+
+    #[test]
+    fn process_cpu_grows_as_this_process_works() {
+        let before = process_cpu().expect("Linux has /proc/self/stat");
+        let started = std::time::Instant::now();
+        let mut spin = 0u64;
+        while started.elapsed() < Duration::from_millis(300) {
+            spin = std::hint::black_box(spin.wrapping_add(1));
+        }
+        let after = process_cpu().unwrap();
+        assert!(
+            after > before,
+            "{before:?} -> {after:?} after 300 ms of spinning"
+        );
     }
 }
