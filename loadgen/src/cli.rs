@@ -86,19 +86,8 @@ pub struct Cli {
     #[arg(long)]
     pub post_only: bool,
 
-    /// The receivers to reconcile with after the run (GET /stats, GET /records), repeatable:
-    /// one URL per receivers process when they run one path each behind a balancer
-    /// (their /stats are merged; they share one store) [default: --host]
-    #[arg(long, value_name = "URL")]
-    pub receivers: Vec<String>,
-
-    /// How long to wait after the run for the receivers to store what is in flight
-    #[arg(long, value_name = "TIME", default_value = "30s")]
-    pub drain_timeout: String,
-
-    /// Skip reconciliation (for targets that are not the receivers)
-    #[arg(long)]
-    pub no_reconcile: bool,
+    #[command(flatten)]
+    pub reconcile: ReconcileArgs,
 
     /// Seconds between progress lines on stderr
     #[arg(long, value_name = "SECS", default_value_t = 5)]
@@ -187,17 +176,58 @@ pub struct MergeArgs {
     #[command(flatten)]
     pub gate: GateArgs,
 
-    /// The receivers to reconcile the merged ledger with, repeatable
+    #[command(flatten)]
+    pub reconcile: ReconcileArgs,
+}
+
+/// The reconciliation's flags, the same for a run and for a merge.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReconcileArgs {
+    /// The receivers to reconcile the ledger with (GET /stats, GET /records), repeatable:
+    /// one URL per receivers process when they run one path each behind a balancer
+    /// (their /stats are merged; they share one store) [default: the run's --host]
     #[arg(long, value_name = "URL")]
     pub receivers: Vec<String>,
 
-    /// How long to wait for the receivers to store what is in flight
+    /// How long to wait after the run for the receivers to store what is in flight
     #[arg(long, value_name = "TIME", default_value = "30s")]
     pub drain_timeout: String,
 
-    /// Skip reconciliation
+    /// Skip reconciliation (for targets that are not the receivers)
     #[arg(long)]
     pub no_reconcile: bool,
+}
+
+impl ReconcileArgs {
+    /// The receivers as URLs (none with --no-reconcile, `host` when none is given) and
+    /// the drain timeout.
+    pub fn parse(
+        &self,
+        host: Option<&url::Url>,
+    ) -> Result<(Vec<url::Url>, Duration), LoadgenError> {
+        let drain_timeout = parse_span(&self.drain_timeout, BareUnit::Seconds)
+            .map_err(|e| LoadgenError::Usage(format!("--drain-timeout: {e}")))?;
+        Ok((self.receivers(host)?, drain_timeout))
+    }
+
+    fn receivers(&self, host: Option<&url::Url>) -> Result<Vec<url::Url>, LoadgenError> {
+        if self.no_reconcile {
+            return Ok(Vec::new());
+        }
+        if self.receivers.is_empty() {
+            return Ok(host.into_iter().cloned().collect());
+        }
+        self.receivers
+            .iter()
+            .map(|text| {
+                parse_host(text).map_err(|_| {
+                    LoadgenError::Usage(format!(
+                        "--receivers {text}: give the receivers' base URL, such as http://127.0.0.1:8080"
+                    ))
+                })
+            })
+            .collect()
+    }
 }
 
 /// The rules of a run: `--threshold`s, then the gate file's, each judged once.
@@ -239,30 +269,6 @@ pub fn parse_rules(
         )));
     }
     Ok((rules, max_regression))
-}
-
-/// `--receivers` as URLs: none with `no_reconcile`, the host when none is given.
-pub fn parse_receivers(
-    receivers: &[String],
-    no_reconcile: bool,
-    host: Option<&url::Url>,
-) -> Result<Vec<url::Url>, LoadgenError> {
-    if no_reconcile {
-        return Ok(Vec::new());
-    }
-    if receivers.is_empty() {
-        return Ok(host.into_iter().cloned().collect());
-    }
-    receivers
-        .iter()
-        .map(|text| {
-            parse_host(text).map_err(|_| {
-                LoadgenError::Usage(format!(
-                    "--receivers {text}: give the receivers' base URL, such as http://127.0.0.1:8080"
-                ))
-            })
-        })
-        .collect()
 }
 
 /// A run id becomes a folder name and every key's prefix: letters, digits, `.`, `_`, `-`.
@@ -401,9 +407,7 @@ impl Cli {
         }
         let wait = parse_wait(self.wait.as_deref().unwrap_or("100ms..900ms"))
             .map_err(|e| LoadgenError::Usage(format!("--wait: {e}")))?;
-        let receivers = parse_receivers(&self.receivers, self.no_reconcile, Some(&host))?;
-        let drain_timeout = parse_span(&self.drain_timeout, BareUnit::Seconds)
-            .map_err(|e| LoadgenError::Usage(format!("--drain-timeout: {e}")))?;
+        let (receivers, drain_timeout) = self.reconcile.parse(Some(&host))?;
         let (rules, max_regression) = parse_rules(
             &self.gate.thresholds,
             self.gate.gate.as_deref(),

@@ -14,8 +14,7 @@ use std::time::{Duration, SystemTime};
 use contract::StatsSnapshot;
 use hdrhistogram::Histogram;
 
-use crate::cli::{MergeArgs, parse_receivers, parse_rules};
-use crate::duration::{BareUnit, parse_span};
+use crate::cli::{MergeArgs, parse_rules};
 use crate::error::LoadgenError;
 use crate::judge::gate;
 use crate::ledger::delivery::{self, Receivers};
@@ -305,8 +304,6 @@ pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
             rule.rule.text
         )));
     }
-    let drain_timeout = parse_span(&args.drain_timeout, BareUnit::Seconds)
-        .map_err(|e| LoadgenError::Usage(format!("--drain-timeout: {e}")))?;
     let baseline = read_baseline(args.gate.baseline.as_deref(), max_regression)?;
     let runs = read_workers(&args.dirs)?;
     let first = &runs[0];
@@ -343,7 +340,7 @@ pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
             .map_err(|why| bad(&run.dir, why))?;
     }
     let host = url::Url::parse(&first.report.settings.host).ok();
-    let receivers = parse_receivers(&args.receivers, args.no_reconcile, host.as_ref())?;
+    let (receivers, drain_timeout) = args.reconcile.parse(host.as_ref())?;
     // The receivers' counters before the run: those the earliest worker read.
     let start = runs
         .iter()
