@@ -77,8 +77,8 @@ pub struct Cli {
     #[arg(long)]
     pub abort_on_fail: bool,
 
-    /// Cap on requests per second across all users (Goose's throttle): a fixed offered rate
-    /// when there are enough users to reach it
+    /// Cap on requests per second across all users (of all workers): a fixed offered rate
+    /// when there are enough users to reach it. The wait for a turn is not latency
     #[arg(long, value_name = "N")]
     pub max_rps: Option<usize>,
 
@@ -538,6 +538,11 @@ impl Cli {
         if let Some(wait) = &self.wait {
             return usage(format!(
                 "--wait {wait} is the closed model's think time; in the open model (--arrival-rate, --arrival-plan) the schedule sets when requests go, so leave --wait out"
+            ));
+        }
+        if let Some(rps) = self.max_rps {
+            return usage(format!(
+                "--max-rps {rps} caps the closed model; in the open model the schedule sets the rate, so give it as --arrival-rate and leave --max-rps out"
             ));
         }
         let max_users = self.max_users.unwrap_or(100);

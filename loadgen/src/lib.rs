@@ -25,6 +25,7 @@ pub mod record;
 pub mod render;
 pub mod replay;
 pub mod run;
+pub mod throttle;
 pub mod traffic;
 
 pub use cli::{Cli, Settings};

@@ -16,6 +16,7 @@ use crate::ledger::sent::{self, SentLedger};
 use crate::model::Worker;
 use crate::record::intervals::{Recorder, Sample};
 use crate::record::progress::Live;
+use crate::throttle::Throttle;
 
 pub use crate::model::Mode;
 
@@ -37,6 +38,8 @@ pub struct Replay {
     pub worker: Option<Worker>,
     /// The open model's tickets; `None` in the closed model, where users wait a think time.
     pub schedule: Option<Arc<Schedule>>,
+    /// `--max-rps` in the closed model: each send waits for its turn before its clock starts.
+    pub throttle: Option<Throttle>,
 }
 
 /// When a request went out, and in the open model when it was meant to.
@@ -199,7 +202,12 @@ impl Replay {
     /// (the user then idles until the run time ends the run). In the closed model, now.
     async fn send_time(&self) -> Option<Sent> {
         let intended = match &self.schedule {
-            None => None,
+            None => {
+                if let Some(throttle) = &self.throttle {
+                    throttle.turn().await;
+                }
+                None
+            }
             Some(schedule) => match schedule.take().await {
                 Some(ticket) => Some(ticket.intended),
                 // The plan is over: idle a little and end the transaction, so Goose sees
@@ -302,6 +310,7 @@ mod tests {
             recorder: Recorder::new(std::time::Instant::now(), Duration::from_secs(1)),
             worker: None,
             schedule: None,
+            throttle: None,
         }
     }
 

@@ -35,6 +35,7 @@ use crate::record::progress::{Live, Sampler};
 use crate::record::summary::Measurements;
 use crate::render::{html, junit, terminal};
 use crate::replay::{Mode, Replay};
+use crate::throttle::Throttle;
 use crate::traffic::Traffic;
 
 /// What a finished run decided, and where its reports are.
@@ -145,6 +146,10 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         recorder: Recorder::new(Instant::now(), settings.interval),
         worker: settings.worker,
         schedule: schedule.clone(),
+        // A worker sends its share of the cap.
+        throttle: settings
+            .max_rps
+            .map(|rps| Throttle::new(rps as f64 / settings.worker.map_or(1, |w| w.count) as f64)),
     });
     // In the open model users wait for tickets, not a think time.
     let wait = if settings.open.is_some() {
@@ -567,7 +572,6 @@ fn goose_configuration(
     config.no_print_metrics = true;
     config.no_telnet = true;
     config.quiet = 1;
-    config.throttle_requests = settings.max_rps;
     config.report_file = ["goose.html", "goose.json"]
         .iter()
         .map(|name| dir.join(name).display().to_string())

@@ -266,6 +266,7 @@ fn bad_open_model_flags_exit_2_before_anything_is_sent() {
         (vec!["--arrival-plan", "fast@10s"], "--arrival-plan"),
         (vec!["--arrival-plan", "100@10s,oops"], "RATE@DURATION"),
         (vec!["--arrival-rate", "10", "--wait", "1s..2s"], "--wait"),
+        (vec!["--arrival-rate", "10", "--max-rps", "5"], "--max-rps"),
         (
             vec!["--arrival-rate", "10", "--max-users", "0"],
             "--max-users 0",

@@ -19,6 +19,7 @@ fn run_workers(
     run_id: &str,
     count: usize,
     users: &str,
+    extra: &[&str],
 ) -> Vec<Finished> {
     let start = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
     std::thread::scope(|scope| {
@@ -31,6 +32,7 @@ fn run_workers(
                         &["-u", users, "-H", url, "--run-id", run_id][..],
                         &["--worker", &worker, "--start-at", &start],
                         &FAST,
+                        extra,
                     ]
                     .concat();
                     loadgen(&args, reports, DEADLINE)
@@ -89,7 +91,7 @@ fn two_workers_merged_match_one_process_with_the_same_users() {
     let single = read_json(&common::run_dir(&dir.path().join("one")).join("loadgen.json"));
 
     let reports = dir.path().join("workers");
-    for worker in run_workers(&url, &reports, "merge-test-1", 2, "6") {
+    for worker in run_workers(&url, &reports, "merge-test-1", 2, "6", &[]) {
         assert_eq!(worker.code, 0, "{}{}", worker.stdout, worker.stderr);
     }
     let w0 = folder(&reports, "merge-test-1", 0);
@@ -156,7 +158,7 @@ fn a_rule_that_passes_on_every_worker_can_fail_on_the_merged_run() {
     let dir = tempfile::tempdir().unwrap();
     let reports = dir.path().join("r");
     let url = target.url();
-    for worker in run_workers(&url, &reports, "combined-1", 2, "4") {
+    for worker in run_workers(&url, &reports, "combined-1", 2, "4", &[]) {
         assert_eq!(worker.code, 0, "{}", worker.stderr);
     }
     let folders = [
@@ -192,13 +194,40 @@ fn a_rule_that_passes_on_every_worker_can_fail_on_the_merged_run() {
 }
 
 #[test]
+fn max_rps_caps_the_whole_run_not_each_worker() {
+    let target = common::Target::start();
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("r");
+    let capped = [
+        "--max-rps",
+        "20",
+        "--mode",
+        "loop",
+        "-t",
+        "3s",
+        "--post-only",
+        "--no-reconcile",
+    ];
+    for worker in run_workers(&target.url(), &reports, "capped-1", 2, "10", &capped) {
+        assert_eq!(worker.code, 0, "{}", worker.stderr);
+    }
+    // 10 users with no wait would send thousands a second; 20/s for 3 s is about 60 in
+    // all, where each worker taking the whole cap sent about 120.
+    let posts = target.posts().len();
+    assert!(
+        (20..=90).contains(&posts),
+        "{posts} POSTs from two workers in 3 s at --max-rps 20"
+    );
+}
+
+#[test]
 fn a_merge_refuses_folders_that_are_not_one_whole_run() {
     let target = common::Target::start();
     let dir = tempfile::tempdir().unwrap();
     let reports = dir.path().join("r");
     let url = target.url();
     for run_id in ["badinput-a", "badinput-b"] {
-        for worker in run_workers(&url, &reports, run_id, 2, "2") {
+        for worker in run_workers(&url, &reports, run_id, 2, "2", &[]) {
             assert_eq!(worker.code, 0, "{}", worker.stderr);
         }
     }

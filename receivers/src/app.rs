@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::balancer::{Balancer, balancer_app};
+use crate::balancer::{Balancer, Hop, balancer_app};
 use crate::config::{Config, parse_run_id};
 use crate::entry::{Entry, entry_app};
 use crate::paths::grpc::{self, GrpcPublisher};
@@ -202,6 +202,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             stats: Arc::clone(&stats),
             publishers: publishers.clone(),
         });
+        let mut entries = Vec::new();
         for publisher in &publishers {
             let route = publisher.route();
             let (addr, flag) = match route {
@@ -221,6 +222,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 publish_timeout,
                 slowdown: config.test_slowdown,
             });
+            entries.push(Arc::clone(&entry));
             let app = entry_app(entry, Arc::clone(&read_state));
             servers.push(spawn_server(listener, app, limits, &stop, &config));
         }
@@ -232,7 +234,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             )
             .await?;
             addrs.balancer = Some(listener.local_addr()?);
-            let balancer = Arc::new(front_door(&config, &addrs)?);
+            let balancer = Arc::new(front_door(&config, &entries)?);
             let app = balancer_app(balancer, read_state);
             servers.push(spawn_server(listener, app, limits, &stop, &config));
         }
@@ -344,8 +346,9 @@ async fn check_nats_setup(
     }
 }
 
-/// The balancer's upstreams: `--upstream` pairs, else this process's own entries.
-fn front_door(config: &Config, addrs: &Addrs) -> anyhow::Result<Balancer> {
+/// The balancer's upstreams: `--upstream` pairs over HTTP, else this process's own entries,
+/// called in-process.
+fn front_door(config: &Config, entries: &[Arc<Entry>]) -> anyhow::Result<Balancer> {
     let weights = Config::pairs(&config.weights, "--weight").map_err(|e| anyhow!(e))?;
     let weight_of = |route: Route| -> anyhow::Result<u32> {
         match weights.iter().find(|(r, _)| *r == route) {
@@ -356,18 +359,20 @@ fn front_door(config: &Config, addrs: &Addrs) -> anyhow::Result<Balancer> {
         }
     };
     let explicit = Config::pairs(&config.upstreams, "--upstream").map_err(|e| anyhow!(e))?;
-    let upstreams: Vec<(Route, String)> = if explicit.is_empty() {
-        addrs
-            .entries
+    let upstreams: Vec<(Route, Hop)> = if explicit.is_empty() {
+        entries
             .iter()
-            .map(|(route, addr)| (*route, format!("http://{addr}")))
+            .map(|entry| (entry.publisher.route(), Hop::Local(Arc::clone(entry))))
             .collect()
     } else {
         explicit
+            .into_iter()
+            .map(|(route, url)| (route, Hop::Remote(url)))
+            .collect()
     };
     let mut weighted = Vec::new();
-    for (route, url) in upstreams {
-        weighted.push((route, url, weight_of(route)?));
+    for (route, hop) in upstreams {
+        weighted.push((route, hop, weight_of(route)?));
     }
     let timeout = Duration::from_millis(config.publish_timeout_ms) + Duration::from_secs(2);
     // Twice the entries' limit: an oversized body is the entry's to refuse, with its route.

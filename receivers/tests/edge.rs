@@ -11,7 +11,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing;
 use futures::future::BoxFuture;
-use receivers::balancer::{Balancer, balancer_app};
+use receivers::balancer::{Balancer, Hop, balancer_app};
 use receivers::entry::{Entry, entry_app};
 use receivers::paths::{Accepted, PublishError, Publisher};
 use receivers::read::ReadState;
@@ -294,7 +294,10 @@ async fn the_front_door_names_a_keyless_record_before_its_first_attempt() {
     let (failing, failing_keys) = recording_entry(1, &stop).await;
     let (healthy, healthy_keys) = recording_entry(0, &stop).await;
     let balancer = Balancer::new(
-        vec![(Route::Grpc, failing, 1), (Route::Nats, healthy, 1)],
+        vec![
+            (Route::Grpc, Hop::Remote(failing), 1),
+            (Route::Nats, Hop::Remote(healthy), 1),
+        ],
         Duration::from_secs(5),
         2048,
         Duration::from_secs(1),
@@ -323,5 +326,104 @@ async fn the_front_door_names_a_keyless_record_before_its_first_attempt() {
     );
     assert_eq!(first, second, "the retry carries the same id");
     assert_eq!(answer["id"], second[0]);
+    stop.cancel();
+}
+
+/// A path whose middleware is unreachable: every publish fails, and each id tried is kept.
+#[derive(Default)]
+struct DownPublisher {
+    tried: Mutex<Vec<String>>,
+}
+
+impl Publisher for DownPublisher {
+    fn route(&self) -> Route {
+        Route::Rabbitmq
+    }
+
+    fn publish<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<Accepted, PublishError>> {
+        Box::pin(async move {
+            self.tried.lock().unwrap().push(record.id.clone());
+            Err(PublishError::NotConnected {
+                route: Route::Rabbitmq,
+                why: "the fake broker is down".into(),
+            })
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async { false })
+    }
+}
+
+fn local_entry(publisher: Arc<dyn Publisher>, stats: &Arc<Stats>) -> Arc<Entry> {
+    Arc::new(Entry {
+        publisher,
+        stats: Arc::clone(stats),
+        permits: Arc::new(Semaphore::new(16)),
+        max_in_flight: 16,
+        body_limit: 1024,
+        body_read_timeout: Duration::from_millis(300),
+        publish_timeout: Duration::from_secs(1),
+        slowdown: 1.0,
+    })
+}
+
+/// The front door over entries in its own process calls them without HTTP, with the same
+/// promise: a path that answers 503 is skipped, the next gets the record under the same id
+/// (named by the front door when the client sent none), and its answer is the client's.
+#[tokio::test]
+async fn the_front_door_fails_over_between_entries_in_its_own_process() {
+    let stop = CancellationToken::new();
+    let dir = tempfile::tempdir().unwrap();
+    let stats = Arc::new(Stats::start(
+        "edge".into(),
+        vec![Route::Rabbitmq, Route::Grpc],
+    ));
+    let down = Arc::new(DownPublisher::default());
+    let up = Arc::new(FakePublisher::default());
+    let balancer = Balancer::new(
+        vec![
+            (
+                Route::Rabbitmq,
+                Hop::Local(local_entry(down.clone(), &stats)),
+                1,
+            ),
+            (Route::Grpc, Hop::Local(local_entry(up.clone(), &stats)), 1),
+        ],
+        Duration::from_secs(5),
+        2048,
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let read = Arc::new(ReadState {
+        store: Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap()),
+        stats: Arc::clone(&stats),
+        publishers: vec![],
+    });
+    let url = serve_on_port_0(balancer_app(Arc::new(balancer), read), &stop).await;
+
+    let (status, answer) = post(&url, Some("application/json"), None, "{\"a\":1}").await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["route"], "grpc", "{answer}");
+    let tried = down.tried.lock().unwrap().clone();
+    let published = up.published.lock().unwrap().clone();
+    assert_eq!(tried.len(), 1, "the down path was tried once: {tried:?}");
+    assert!(
+        tried[0].starts_with("gen-"),
+        "named by the front door: {tried:?}"
+    );
+    assert_eq!(published, tried, "the retry carries the same id");
+    assert_eq!(answer["id"], published[0]);
+
+    // Cooling off, the down path is skipped; the client's own key goes through unchanged.
+    let (status, answer) = post(&url, Some("application/json"), Some("mine-1"), "{}").await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["id"], "mine-1");
+    assert_eq!(down.tried.lock().unwrap().len(), 1, "skipped while down");
+
+    // The entry's checks still apply: a body that is not JSON is its 415, with its route.
+    let (status, answer) = post(&url, Some("text/plain"), Some("mine-2"), "{}").await;
+    assert_eq!(status, 415, "{answer}");
+    assert_eq!(answer["route"], "grpc", "{answer}");
     stop.cancel();
 }
