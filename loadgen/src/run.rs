@@ -22,8 +22,6 @@ use crate::error::LoadgenError;
 use crate::judge::gate::{self, Baseline, Calibration};
 use crate::judge::history::{self, HistoryEntry};
 use crate::judge::live_gate;
-use crate::judge::rule::Metric;
-use crate::judge::rule::Op;
 use crate::ledger::delivery::{self, Receivers};
 use crate::ledger::sent::SentLedger;
 use crate::model::{
@@ -157,7 +155,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     } else {
         settings.wait
     };
-    let config = goose_configuration(&settings, replay.iterations(), &dir);
+    let config = goose_configuration(&settings, replay.iterations());
     let attack = GooseAttack::initialize_with_config(config)
         .and_then(|a| {
             a.set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())
@@ -180,6 +178,9 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
                 receivers.clone(),
                 start_stats.clone(),
                 Arc::clone(&replay),
+                settings
+                    .worker
+                    .map_or(settings.users, |w| w.share(settings.users)),
                 move || started.elapsed().as_secs_f64(),
             )
         });
@@ -217,8 +218,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     };
     // The killswitch is process-wide; clear it so a later run in this process starts clean.
     goose::reset_killswitch();
-    // Goose's own metrics only feed its goose.html; loadgen's histograms are the figures.
-    goose_metrics(result)?;
+    goose_outcome(result)?;
     let recorded = replay.recorder.finish();
 
     let sent = replay.sent.snapshot();
@@ -323,8 +323,6 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
                 ("index_html", "index.html"),
                 ("loadgen_json", "loadgen.json"),
                 ("gate_junit", "gate.xml"),
-                ("goose_html", "goose.html"),
-                ("goose_json", "goose.json"),
                 ("latency_hlog", LATENCY_LOG),
             ],
             &receiver_files,
@@ -541,13 +539,8 @@ pub fn read_run(path: &Path) -> Result<(LoadgenReport, Log), String> {
     Ok((report, log))
 }
 
-/// The configuration Goose runs with. Metrics are never reset after ramp-up, so every
-/// request sent is counted, as reconciliation needs.
-fn goose_configuration(
-    settings: &Settings,
-    iterations: Option<usize>,
-    dir: &Path,
-) -> GooseConfiguration {
+/// The configuration Goose runs with: it runs the users; loadgen measures and judges.
+fn goose_configuration(settings: &Settings, iterations: Option<usize>) -> GooseConfiguration {
     let mut config = GooseConfiguration::default();
     config.host = Some(settings.host.to_string());
     // A worker runs its share of the users at its share of the hatch rate.
@@ -572,48 +565,18 @@ fn goose_configuration(
     config.no_print_metrics = true;
     config.no_telnet = true;
     config.quiet = 1;
-    config.report_file = ["goose.html", "goose.json"]
-        .iter()
-        .map(|name| dir.join(name).display().to_string())
-        .collect();
-    // In the open model Goose's own percentiles are service time, not the response time
-    // the rules mean, so every rule is loadgen's, judged at the end.
-    if settings.abort_on_fail && settings.open.is_none() {
-        // Goose checks the request rules every second and stops the run at the first
-        // failure; delivery and stage rules, and `==`, are loadgen's own (`live_gate`);
-        // multiples of a calibration run are judged at the end only.
-        config.threshold = settings
-            .rules
-            .iter()
-            .filter(|r| {
-                matches!(
-                    r.rule.metric,
-                    Metric::Percentile(_)
-                        | Metric::Avg
-                        | Metric::Max
-                        | Metric::ErrorRate
-                        | Metric::Rps
-                ) && r.rule.op != Op::Eq
-                    && !r.rule.relative
-            })
-            .map(|r| r.rule.text.clone())
-            .collect();
-        if config.threshold.is_empty() {
-            config.no_threshold_abort = true;
-        }
-    } else {
-        config.no_threshold_abort = true;
-    }
+    // loadgen's own histograms are the run's figures, and its live gate judges the rules
+    // (`--abort-on-fail`); Goose's metrics would only duplicate them, at 6% of the CPU.
+    config.no_metrics = true;
+    config.no_threshold_abort = true;
     config
 }
 
-/// Metrics from a run that ended, whether or not Goose's own rules passed.
-fn goose_metrics(result: Result<GooseMetrics, GooseError>) -> Result<GooseMetrics, LoadgenError> {
-    match result {
-        Ok(metrics) => Ok(metrics),
-        Err(GooseError::ThresholdsFailed { metrics, .. }) => Ok(*metrics.0),
-        Err(error) => Err(LoadgenError::Goose(goose_error_text(&error))),
-    }
+/// A run Goose could not carry out is an error; its metrics are off, so nothing else is read.
+fn goose_outcome(result: Result<GooseMetrics, GooseError>) -> Result<(), LoadgenError> {
+    result
+        .map(drop)
+        .map_err(|error| LoadgenError::Goose(goose_error_text(&error)))
 }
 
 /// Locust's --run-time counts from the first user's start, ramp-up included; Goose's

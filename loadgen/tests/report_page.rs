@@ -68,7 +68,7 @@ fn every_section_is_rendered() {
             rule.rule
         );
     }
-    assert!(page.contains("href=\"goose.html\"") && page.contains("href=\"loadgen.json\""));
+    assert!(page.contains("href=\"latency.hlog\"") && page.contains("href=\"loadgen.json\""));
 }
 
 #[test]

@@ -228,6 +228,26 @@ impl Recorder {
         }
     }
 
+    /// The totals so far, the interval being filled included, for judging rules while the
+    /// run goes on (`--abort-on-fail`); no intervals or timeline.
+    pub fn so_far(&self) -> Recorded {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut totals = state.recorded.totals.clone();
+        for (key, histogram) in &state.current {
+            if let Some(total) = totals.get_mut(key) {
+                total
+                    .histogram
+                    .add(histogram)
+                    .expect("auto-resizing histograms add");
+            }
+        }
+        Recorded {
+            interval_secs: state.recorded.interval_secs,
+            totals,
+            ..Recorded::default()
+        }
+    }
+
     /// Closes the last interval (at the run's real end) and hands over what was recorded.
     pub fn finish(&self) -> Recorded {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -314,6 +334,12 @@ mod tests {
             sent += 1;
             std::thread::yield_now();
         }
+        // Mid-run, the totals so far count the interval being filled too.
+        let so_far = recorder.so_far();
+        assert_eq!(
+            so_far.totals[&SeriesKey::request("POST /")].histogram.len(),
+            sent
+        );
         let recorded = recorder.finish();
         let post = &recorded.totals[&SeriesKey::request("POST /")];
         assert_eq!(post.histogram.len(), sent);
