@@ -25,20 +25,44 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// Accepts every record, except ids starting with `conflict`, which it answers as the gRPC
-/// server answers a reused id with another body.
+/// A path as the edge sees it. Up (`default`), it accepts every record, except ids starting
+/// with `conflict`, which it answers as the gRPC server answers a reused id with another body.
+/// Down, its middleware is unreachable and every publish fails. Either way it keeps the ids
+/// it was handed: `published` those it accepted, `tried` every one.
 #[derive(Default)]
 struct FakePublisher {
+    down: bool,
     published: Mutex<Vec<String>>,
+    tried: Mutex<Vec<String>>,
+}
+
+impl FakePublisher {
+    fn down() -> FakePublisher {
+        FakePublisher {
+            down: true,
+            ..FakePublisher::default()
+        }
+    }
 }
 
 impl Publisher for FakePublisher {
     fn route(&self) -> Route {
-        Route::Grpc
+        if self.down {
+            Route::Rabbitmq
+        } else {
+            Route::Grpc
+        }
     }
 
     fn publish<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<Accepted, PublishError>> {
         Box::pin(async move {
+            self.tried.lock().unwrap().push(record.id.clone());
+            if self.down {
+                return Err(PublishError::NotConnected {
+                    route: self.route(),
+                    why: "the fake broker is down".into(),
+                });
+            }
             if record.id.starts_with("conflict") {
                 return Err(PublishError::Conflict { route: Route::Grpc });
             }
@@ -51,8 +75,23 @@ impl Publisher for FakePublisher {
     }
 
     fn ready(&self) -> BoxFuture<'_, bool> {
-        Box::pin(async { true })
+        let up = !self.down;
+        Box::pin(async move { up })
     }
+}
+
+/// An entry over `publisher`, with small limits.
+fn entry_over(publisher: Arc<dyn Publisher>, stats: &Arc<Stats>) -> Arc<Entry> {
+    Arc::new(Entry {
+        publisher,
+        stats: Arc::clone(stats),
+        permits: Arc::new(Semaphore::new(16)),
+        max_in_flight: 16,
+        body_limit: 1024,
+        body_read_timeout: Duration::from_millis(300),
+        publish_timeout: Duration::from_secs(1),
+        slowdown: 1.0,
+    })
 }
 
 const LIMITS: Limits = Limits {
@@ -98,16 +137,7 @@ async fn start_entry() -> Edge {
         stats: Arc::clone(&stats),
         publishers: vec![publisher.clone() as Arc<dyn paths::Publisher>],
     });
-    let entry = Arc::new(Entry {
-        publisher: publisher.clone(),
-        stats,
-        permits: Arc::new(Semaphore::new(16)),
-        max_in_flight: 16,
-        body_limit: 1024,
-        body_read_timeout: Duration::from_millis(300),
-        publish_timeout: Duration::from_secs(1),
-        slowdown: 1.0,
-    });
+    let entry = entry_over(publisher.clone(), &stats);
     let stop = CancellationToken::new();
     let url = serve_on_port_0(entry_app(entry, read), &stop).await;
     Edge {
@@ -329,45 +359,6 @@ async fn the_front_door_names_a_keyless_record_before_its_first_attempt() {
     stop.cancel();
 }
 
-/// A path whose middleware is unreachable: every publish fails, and each id tried is kept.
-#[derive(Default)]
-struct DownPublisher {
-    tried: Mutex<Vec<String>>,
-}
-
-impl Publisher for DownPublisher {
-    fn route(&self) -> Route {
-        Route::Rabbitmq
-    }
-
-    fn publish<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<Accepted, PublishError>> {
-        Box::pin(async move {
-            self.tried.lock().unwrap().push(record.id.clone());
-            Err(PublishError::NotConnected {
-                route: Route::Rabbitmq,
-                why: "the fake broker is down".into(),
-            })
-        })
-    }
-
-    fn ready(&self) -> BoxFuture<'_, bool> {
-        Box::pin(async { false })
-    }
-}
-
-fn local_entry(publisher: Arc<dyn Publisher>, stats: &Arc<Stats>) -> Arc<Entry> {
-    Arc::new(Entry {
-        publisher,
-        stats: Arc::clone(stats),
-        permits: Arc::new(Semaphore::new(16)),
-        max_in_flight: 16,
-        body_limit: 1024,
-        body_read_timeout: Duration::from_millis(300),
-        publish_timeout: Duration::from_secs(1),
-        slowdown: 1.0,
-    })
-}
-
 /// The front door over entries in its own process calls them without HTTP, with the same
 /// promise: a path that answers 503 is skipped, the next gets the record under the same id
 /// (named by the front door when the client sent none), and its answer is the client's.
@@ -379,16 +370,16 @@ async fn the_front_door_fails_over_between_entries_in_its_own_process() {
         "edge".into(),
         vec![Route::Rabbitmq, Route::Grpc],
     ));
-    let down = Arc::new(DownPublisher::default());
+    let down = Arc::new(FakePublisher::down());
     let up = Arc::new(FakePublisher::default());
     let balancer = Balancer::new(
         vec![
             (
                 Route::Rabbitmq,
-                Hop::Local(local_entry(down.clone(), &stats)),
+                Hop::Local(entry_over(down.clone(), &stats)),
                 1,
             ),
-            (Route::Grpc, Hop::Local(local_entry(up.clone(), &stats)), 1),
+            (Route::Grpc, Hop::Local(entry_over(up.clone(), &stats)), 1),
         ],
         Duration::from_secs(5),
         2048,
