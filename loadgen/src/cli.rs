@@ -355,6 +355,13 @@ pub struct Settings {
     pub open: Option<OpenSettings>,
 }
 
+impl Settings {
+    /// The users this process runs: its share when it is one worker of several.
+    pub fn process_users(&self) -> usize {
+        self.worker.map_or(self.users, |w| w.share(self.users))
+    }
+}
+
 /// A checked open model.
 #[derive(Debug, Clone)]
 pub struct OpenSettings {

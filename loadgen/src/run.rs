@@ -178,9 +178,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
                 receivers.clone(),
                 start_stats.clone(),
                 Arc::clone(&replay),
-                settings
-                    .worker
-                    .map_or(settings.users, |w| w.share(settings.users)),
+                settings.process_users(),
                 move || started.elapsed().as_secs_f64(),
             )
         });
@@ -544,13 +542,10 @@ fn goose_configuration(settings: &Settings, iterations: Option<usize>) -> GooseC
     let mut config = GooseConfiguration::default();
     config.host = Some(settings.host.to_string());
     // A worker runs its share of the users at its share of the hatch rate.
-    let (users, hatch_rate) = match settings.worker {
-        Some(w) => (
-            w.share(settings.users),
-            settings.hatch_rate / w.count as f64,
-        ),
-        None => (settings.users, settings.hatch_rate),
-    };
+    let users = settings.process_users();
+    let hatch_rate = settings.worker.map_or(settings.hatch_rate, |w| {
+        settings.hatch_rate / w.count as f64
+    });
     // The open model's pool starts at once: its rate is the schedule's, not the ramp's.
     let hatch_rate = if settings.open.is_some() {
         (users as f64).max(1000.0)
@@ -560,8 +555,6 @@ fn goose_configuration(settings: &Settings, iterations: Option<usize>) -> GooseC
     config.users = Some(users);
     config.increase_rate = Some(hatch_rate.to_string());
     config.iterations = iterations;
-    // Goose never resets metrics in an --iterations run, and refuses to be told so.
-    config.no_reset_metrics = iterations.is_none();
     config.no_print_metrics = true;
     config.no_telnet = true;
     config.quiet = 1;
