@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use clap::builder::TypedValueParser as _;
 use serde::Deserialize;
 
 use crate::arrival::Plan;
@@ -81,6 +82,14 @@ pub struct Cli {
     /// when there are enough users to reach it. The wait for a turn is not latency
     #[arg(long, value_name = "N")]
     pub max_rps: Option<usize>,
+
+    /// Cap on requests in flight from this process, over as many kept-alive connections.
+    /// A user that finds them all busy waits for one, and the wait is in its latency; the
+    /// progress line says when that happens. It bounds loadgen's memory when thousands of
+    /// users fall due at once (each connection costs about 35 KB)
+    #[arg(long, value_name = "N", default_value_t = crate::connections::DEFAULT_MAX,
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    pub max_connections: usize,
 
     /// Send only the POST / task (no GET /), as benchmarks of the write path want
     #[arg(long)]
@@ -344,6 +353,7 @@ pub struct Settings {
     pub abort_on_fail: bool,
     pub progress_every: Duration,
     pub max_rps: Option<usize>,
+    pub max_connections: usize,
     pub post_only: bool,
     /// Empty when --no-reconcile.
     pub receivers: Vec<url::Url>,
@@ -489,6 +499,7 @@ impl Cli {
             abort_on_fail: self.abort_on_fail,
             progress_every: Duration::from_secs(self.progress_every.max(1)),
             max_rps: self.max_rps,
+            max_connections: self.max_connections,
             post_only: self.post_only,
             receivers,
             drain_timeout,

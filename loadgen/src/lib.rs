@@ -15,6 +15,7 @@
 
 pub mod arrival;
 pub mod cli;
+pub mod connections;
 pub mod duration;
 pub mod error;
 pub mod judge;

@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::arrival::Schedule;
+use crate::connections::Connections;
 use crate::ledger::sent::{self, SentLedger};
 use crate::model::Worker;
 use crate::record::intervals::{Recorder, Sample};
@@ -40,6 +41,8 @@ pub struct Replay {
     pub schedule: Option<Arc<Schedule>>,
     /// `--max-rps` in the closed model: each send waits for its turn before its clock starts.
     pub throttle: Option<Throttle>,
+    /// The one pool every user sends through, and its `--max-connections` slots.
+    pub connections: Connections,
 }
 
 /// When a request went out, and in the open model when it was meant to.
@@ -161,6 +164,9 @@ impl Replay {
                 self.live.users_finished.fetch_add(1, Ordering::Relaxed);
             }
             user.set_session_data(plan);
+            // The pool Goose gave the user has no cap; a clone of this client shares the
+            // capped one. Goose documents replacing a user's client (`set_client_builder`).
+            user.client = self.connections.client().clone();
         }
         user.get_session_data_unchecked_mut::<UserPlan>()
     }
@@ -251,6 +257,8 @@ async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionRe
     let Some(sent_at) = replay.send_time().await else {
         return Ok(());
     };
+    // Held until the body is read, when the connection goes back to the pool.
+    let _slot = replay.connections.slot(&replay.live).await;
     let goose = user.request(request).await?;
     let accepted = (200..300).contains(&goose.request.status_code);
     // The receivers name the route in every answer; reading the body also lets the
@@ -284,6 +292,7 @@ async fn get_root(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionResul
     let Some(sent_at) = replay.send_time().await else {
         return Ok(());
     };
+    let _slot = replay.connections.slot(&replay.live).await;
     let response = user.get("/").await?;
     if let Ok(body) = response.response {
         let _ = body.bytes().await;
@@ -311,6 +320,7 @@ mod tests {
             worker: None,
             schedule: None,
             throttle: None,
+            connections: Connections::new(4).unwrap(),
         }
     }
 

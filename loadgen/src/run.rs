@@ -18,6 +18,7 @@ use rand::Rng;
 use crate::arrival::Schedule;
 use crate::cli::OpenSettings;
 use crate::cli::Settings;
+use crate::connections::Connections;
 use crate::error::LoadgenError;
 use crate::judge::gate::{self, Baseline, Calibration};
 use crate::judge::history::{self, HistoryEntry};
@@ -148,6 +149,8 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         throttle: settings
             .max_rps
             .map(|rps| Throttle::new(rps as f64 / settings.worker.map_or(1, |w| w.count) as f64)),
+        connections: Connections::new(settings.max_connections)
+            .map_err(|e| LoadgenError::Goose(format!("cannot build the HTTP client: {e}")))?,
     });
     // In the open model users wait for tickets, not a think time.
     let wait = if settings.open.is_some() {
@@ -188,6 +191,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         settings.users,
         settings.progress_every,
         threads,
+        settings.max_connections,
     );
     let timed_out = Arc::new(AtomicBool::new(false));
     let timer = settings
@@ -218,6 +222,14 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     goose::reset_killswitch();
     goose_outcome(result)?;
     let recorded = replay.recorder.finish();
+    let waited = live.waited_for_connection.load(Ordering::Relaxed);
+    if waited > 0 {
+        eprintln!(
+            "loadgen: {waited} of {} requests waited for one of the {} connections of --max-connections; their wait is in their latency. If the target was slow rather than loadgen stalled, run again with a higher --max-connections",
+            live.requests.load(Ordering::Relaxed),
+            settings.max_connections
+        );
+    }
 
     let sent = replay.sent.snapshot();
     let mut receiver_files = Vec::new();

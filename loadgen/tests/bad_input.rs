@@ -70,6 +70,7 @@ fn bad_flags_are_refused_before_anything_is_sent() {
     refused(&["--users", "many"], &["--users"]);
     refused(&["--mode", "sideways"], &["--mode"]);
     refused(&["--threads", "0"], &["--threads", "0"]);
+    refused(&["--max-connections", "0"], &["--max-connections", "0"]);
 }
 
 #[test]

@@ -188,3 +188,84 @@ fn post_only_skips_get_and_max_rps_caps_the_offered_rate() {
         "POST / p50 {p50} ms includes the wait for a turn"
     );
 }
+
+/// Runs 20 users with no wait, POST only, for 2 s against `target`, with `extra` flags.
+fn twenty_busy_users(target: &Target, extra: &[&str]) -> (common::Finished, serde_json::Value) {
+    let reports = tempfile::tempdir().unwrap();
+    let url = target.url();
+    let args = [
+        &[
+            "-u",
+            "20",
+            "-r",
+            "1000",
+            "--mode",
+            "loop",
+            "-t",
+            "2s",
+            "--wait",
+            "0ms..0ms",
+            "--post-only",
+            "-H",
+            &url,
+        ][..],
+        extra,
+    ]
+    .concat();
+    let run = loadgen(&args, reports.path(), DEADLINE);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = read_json(&run_dir(reports.path()).join("loadgen.json"));
+    (run, report)
+}
+
+fn post_p50(report: &serde_json::Value) -> f64 {
+    report["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "POST /")
+        .unwrap()["latency_ms"]["p50"]
+        .as_f64()
+        .unwrap()
+}
+
+#[test]
+fn max_connections_caps_the_requests_in_flight_and_the_connections() {
+    // A 50 ms target: 20 users with no wait keep 20 POSTs in flight over 20 connections.
+    let uncapped = Target::start_slow(Duration::from_millis(50));
+    let (run, _) = twenty_busy_users(&uncapped, &[]);
+    assert!(
+        uncapped.max_in_flight() >= 15 && uncapped.connections() >= 15,
+        "the default cap held 20 users to {} in flight over {} connections",
+        uncapped.max_in_flight(),
+        uncapped.connections()
+    );
+    assert!(!run.stderr.contains("waited for one of"), "{}", run.stderr);
+
+    // With 4, the other 16 users wait for one of 4 connections, and their wait is latency:
+    // each POST waits about 4 others' 50 ms.
+    let capped = Target::start_slow(Duration::from_millis(50));
+    let (run, report) = twenty_busy_users(&capped, &["--max-connections", "4"]);
+    assert!(
+        (1..=4).contains(&capped.max_in_flight()),
+        "{} POSTs in flight at --max-connections 4",
+        capped.max_in_flight()
+    );
+    assert!(
+        (1..=4).contains(&capped.connections()),
+        "{} connections at --max-connections 4",
+        capped.connections()
+    );
+    assert!(capped.posts().len() >= 20, "{} POSTs", capped.posts().len());
+    assert!(
+        run.stderr
+            .contains("waited for one of the 4 connections of --max-connections"),
+        "{}",
+        run.stderr
+    );
+    let p50 = post_p50(&report);
+    assert!(
+        p50 >= 150.0,
+        "POST / p50 {p50} ms leaves out the wait for a connection"
+    );
+}

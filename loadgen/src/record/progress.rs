@@ -21,6 +21,8 @@ pub struct Live {
     pub failures: AtomicU64,
     /// Requests sent (counted at the send, where `requests` counts at the answer).
     pub sent: AtomicU64,
+    /// Requests that waited for one of the `--max-connections` slots.
+    pub waited_for_connection: AtomicU64,
 }
 
 /// Running totals at one moment.
@@ -32,6 +34,7 @@ struct Totals {
     sent: u64,
     late: u64,
     dropped: u64,
+    waited: u64,
 }
 
 impl Live {
@@ -45,6 +48,7 @@ impl Live {
             sent: self.sent.load(Ordering::Relaxed),
             late: schedule.map_or(0, |s| s.late.load(Ordering::Relaxed)),
             dropped: schedule.map_or(0, |s| s.dropped.load(Ordering::Relaxed)),
+            waited: self.waited_for_connection.load(Ordering::Relaxed),
         }
     }
 }
@@ -87,6 +91,7 @@ impl Sampler {
         target_users: usize,
         print_every: Duration,
         threads: usize,
+        max_connections: usize,
     ) -> Sampler {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -96,7 +101,7 @@ impl Sampler {
             tick.tick().await;
             let mut timeline = Vec::new();
             let mut last = Totals::default();
-            let mut last_print = (Instant::now(), 0);
+            let mut last_print = (Instant::now(), Totals::default());
             let mut last_cpu = process_cpu();
             loop {
                 tokio::select! {
@@ -107,8 +112,8 @@ impl Sampler {
                 timeline.push(point(timeline.len() as u64 + 1, now, last, schedule));
                 last = now;
                 if last_print.0.elapsed() >= print_every {
-                    let rate =
-                        (now.requests - last_print.1) as f64 / last_print.0.elapsed().as_secs_f64();
+                    let rate = (now.requests - last_print.1.requests) as f64
+                        / last_print.0.elapsed().as_secs_f64();
                     let open = schedule.map_or(String::new(), |s| {
                         format!(
                             " | requested {:.1}/s, sent {} ({} late, {} dropped)",
@@ -128,14 +133,15 @@ impl Sampler {
                         _ => String::new(),
                     };
                     last_cpu = cpu;
+                    let waited = waited_note(now.waited - last_print.1.waited, max_connections);
                     eprintln!(
-                        "[{:>5}s] users {}/{target_users} | requests {} ({} failed) | {rate:.1} req/s{open}{bound}",
+                        "[{:>5}s] users {}/{target_users} | requests {} ({} failed) | {rate:.1} req/s{open}{bound}{waited}",
                         started.elapsed().as_secs(),
                         now.users,
                         now.requests,
                         now.failures
                     );
-                    last_print = (Instant::now(), now.requests);
+                    last_print = (Instant::now(), now);
                 }
             }
             // The last partial second is kept: a short run would otherwise show nothing.
@@ -173,6 +179,20 @@ fn cpu_bound_note(cpu: Duration, wall: Duration, threads: usize) -> String {
     )
 }
 
+/// The progress line's note when `waited` requests since the last line had to wait for one
+/// of the `max` connections: a slow target, or a stall of loadgen's own, filled them.
+pub fn waited_note(waited: u64, max: usize) -> String {
+    if waited == 0 {
+        return String::new();
+    }
+    format!(
+        " | {waited} request{} waited for one of the {max} connections (their wait is in \
+         their latency); if the target is slow rather than loadgen stalled, pass a higher \
+         --max-connections",
+        if waited == 1 { "" } else { "s" }
+    )
+}
+
 /// This process's CPU time so far (user and system), from /proc/self/stat; `None` where
 /// there is no /proc, and the progress line then says nothing about CPU.
 fn process_cpu() -> Option<Duration> {
@@ -198,6 +218,18 @@ mod tests {
         assert!(bound.contains("CPU-bound (95% of its 1 thread)"), "{bound}");
         assert!(bound.contains("--threads 2"), "{bound}");
         assert!(cpu_bound_note(Duration::from_millis(1900), second, 2).contains("--threads 4"));
+    }
+
+    #[test]
+    fn the_progress_line_names_the_requests_that_waited_for_a_connection() {
+        assert_eq!(waited_note(0, 1024), "");
+        let note = waited_note(37, 1024);
+        assert!(
+            note.contains("37 requests waited for one of the 1024 connections"),
+            "{note}"
+        );
+        assert!(note.contains("--max-connections"), "{note}");
+        assert!(waited_note(1, 8).contains("1 request waited"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod receivers;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 
@@ -33,6 +34,11 @@ pub struct Recorded {
     pub gets: usize,
     /// When the first POST arrived: a stall is timed from it.
     pub first: Option<Instant>,
+    /// POSTs being answered now, and the most there were at once.
+    pub in_flight: usize,
+    pub max_in_flight: usize,
+    /// The client ends of the connections POSTs came over.
+    pub peers: HashSet<SocketAddr>,
 }
 
 /// How the target answers POST /.
@@ -101,7 +107,13 @@ impl Target {
         let app = Router::new()
             .route("/", get(on_get).post(on_post))
             .with_state(state);
-        runtime.spawn(async move { axum::serve(listener, app).await });
+        runtime.spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
         Target {
             addr,
             recorded,
@@ -120,12 +132,32 @@ impl Target {
     pub fn gets(&self) -> usize {
         self.recorded.lock().unwrap().gets
     }
+
+    /// The most POSTs the target was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.recorded.lock().unwrap().max_in_flight
+    }
+
+    /// How many connections POSTs came over.
+    pub fn connections(&self) -> usize {
+        self.recorded.lock().unwrap().peers.len()
+    }
+}
+
+/// Counts a POST out of `in_flight` when its answer is done, however the handler ends.
+struct InFlight(Arc<Mutex<Recorded>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().in_flight -= 1;
+    }
 }
 
 type Shared = (Arc<Mutex<Recorded>>, Behaviour);
 
 async fn on_post(
     State((recorded, behaviour)): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
@@ -144,8 +176,12 @@ async fn on_post(
             body,
             at: now,
         });
+        recorded.in_flight += 1;
+        recorded.max_in_flight = recorded.max_in_flight.max(recorded.in_flight);
+        recorded.peers.insert(peer);
         *recorded.first.get_or_insert(now)
     };
+    let _in_flight = InFlight(Arc::clone(&recorded));
     if let Some((at, stall)) = behaviour.stall {
         let (from, until) = (first + at, first + at + stall);
         if now >= from && now < until {
