@@ -142,31 +142,9 @@ fn unicode_nested_and_64k_records_replay_byte_for_byte() {
 #[test]
 fn post_only_skips_get_and_max_rps_caps_the_offered_rate() {
     let target = Target::start();
-    let reports = tempfile::tempdir().unwrap();
     // 20 users with no wait would send thousands per second; the cap holds them to 20/s.
-    let run = loadgen(
-        &[
-            "-u",
-            "20",
-            "-r",
-            "1000",
-            "--mode",
-            "loop",
-            "-t",
-            "3s",
-            "--wait",
-            "0ms..0ms",
-            "--post-only",
-            "--max-rps",
-            "20",
-            "-H",
-            &target.url(),
-        ],
-        reports.path(),
-        DEADLINE,
-    );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(target.gets(), 0, "--post-only sent GET /");
+    let (run, report) = twenty_busy_users(&target, "3s", &["--max-rps", "20"]);
+    assert_eq!(target.gets(), 0, "--post-only sent GET /\n{}", run.stderr);
     let posts = target.posts().len();
     assert!(
         (20..=100).contains(&posts),
@@ -175,22 +153,19 @@ fn post_only_skips_get_and_max_rps_caps_the_offered_rate() {
     // 20 users at 20/s wait about a second each for a turn; the target answers at once.
     // That wait is not the target's latency (it was, when Goose's throttle held the request
     // after loadgen's clock had started: p50 near 1,000 ms).
-    let report = read_json(&run_dir(reports.path()).join("loadgen.json"));
-    let post = report["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "POST /")
-        .unwrap();
-    let p50 = post["latency_ms"]["p50"].as_f64().unwrap();
+    let p50 = post_p50(&report);
     assert!(
         p50 < 250.0,
         "POST / p50 {p50} ms includes the wait for a turn"
     );
 }
 
-/// Runs 20 users with no wait, POST only, for 2 s against `target`, with `extra` flags.
-fn twenty_busy_users(target: &Target, extra: &[&str]) -> (common::Finished, serde_json::Value) {
+/// Runs 20 users with no wait, POST only, for `secs` against `target`, with `extra` flags.
+fn twenty_busy_users(
+    target: &Target,
+    secs: &str,
+    extra: &[&str],
+) -> (common::Finished, serde_json::Value) {
     let reports = tempfile::tempdir().unwrap();
     let url = target.url();
     let args = [
@@ -202,7 +177,7 @@ fn twenty_busy_users(target: &Target, extra: &[&str]) -> (common::Finished, serd
             "--mode",
             "loop",
             "-t",
-            "2s",
+            secs,
             "--wait",
             "0ms..0ms",
             "--post-only",
@@ -219,12 +194,7 @@ fn twenty_busy_users(target: &Target, extra: &[&str]) -> (common::Finished, serd
 }
 
 fn post_p50(report: &serde_json::Value) -> f64 {
-    report["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "POST /")
-        .unwrap()["latency_ms"]["p50"]
+    common::post_row(report)["latency_ms"]["p50"]
         .as_f64()
         .unwrap()
 }
@@ -233,7 +203,7 @@ fn post_p50(report: &serde_json::Value) -> f64 {
 fn max_connections_caps_the_requests_in_flight_and_the_connections() {
     // A 50 ms target: 20 users with no wait keep 20 POSTs in flight over 20 connections.
     let uncapped = Target::start_slow(Duration::from_millis(50));
-    let (run, _) = twenty_busy_users(&uncapped, &[]);
+    let (run, _) = twenty_busy_users(&uncapped, "2s", &[]);
     assert!(
         uncapped.max_in_flight() >= 15 && uncapped.connections() >= 15,
         "the default cap held 20 users to {} in flight over {} connections",
@@ -245,7 +215,7 @@ fn max_connections_caps_the_requests_in_flight_and_the_connections() {
     // With 4, the other 16 users wait for one of 4 connections, and their wait is latency:
     // each POST waits about 4 others' 50 ms.
     let capped = Target::start_slow(Duration::from_millis(50));
-    let (run, report) = twenty_busy_users(&capped, &["--max-connections", "4"]);
+    let (run, report) = twenty_busy_users(&capped, "2s", &["--max-connections", "4"]);
     assert!(
         (1..=4).contains(&capped.max_in_flight()),
         "{} POSTs in flight at --max-connections 4",

@@ -53,12 +53,7 @@ fn a_run_writes_every_report_file_and_the_json_matches_its_schema() {
     assert_eq!(report["settings"]["users"], 3);
     assert_eq!(report["settings"]["seed"], 42);
     assert_eq!(report["settings"]["records"], 100);
-    let post = report["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "POST /")
-        .expect("a POST / row");
+    let post = common::post_row(&report);
     assert_eq!(post["count"], 300);
     assert_eq!(post["status_codes"]["201"], 300);
     assert_eq!(report["aggregate"]["count"], 600);

@@ -67,13 +67,7 @@ fn ledger(report: &serde_json::Value) -> Vec<(String, u64, u64, u64)> {
 }
 
 fn post_count(report: &serde_json::Value) -> u64 {
-    report["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "POST /")
-        .map(|r| r["count"].as_u64().unwrap())
-        .unwrap()
+    common::post_row(report)["count"].as_u64().unwrap()
 }
 
 #[test]

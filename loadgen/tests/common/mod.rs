@@ -266,6 +266,16 @@ pub fn run_dir(reports: &Path) -> PathBuf {
     runs.into_iter().next().unwrap()
 }
 
+/// The `POST /` row of a report's `requests`.
+pub fn post_row(report: &serde_json::Value) -> &serde_json::Value {
+    report["requests"]
+        .as_array()
+        .expect("the report lists its requests")
+        .iter()
+        .find(|r| r["name"] == "POST /")
+        .expect("the report has a POST / row")
+}
+
 pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     serde_json::from_str(&text).unwrap()
