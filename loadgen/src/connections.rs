@@ -24,6 +24,29 @@ pub const DEFAULT_MAX: usize = 1024;
 /// their client.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Files a run holds besides its connections (reports, the traffic file, the runtime's
+/// own), with room to spare.
+const OTHER_FILES: u64 = 64;
+
+/// Raises this process's soft limit on open files to its hard limit, as Go's runtime does
+/// at start: every connection is a file, and the soft limit is often 1,024, which a run of
+/// a few thousand users in flight would pass. Returns the soft limit now.
+pub fn raise_open_files() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}
+
+/// The warning when `users` in flight over at most `max` connections may need more files
+/// than `limit`.
+pub fn open_files_note(max: usize, users: usize, limit: u64) -> Option<String> {
+    let needed = max.min(users) as u64 + OTHER_FILES;
+    (needed > limit).then(|| {
+        format!(
+            "loadgen: --max-connections {max} with {users} users may need {needed} open files, above this process's limit of {limit} (`ulimit -Hn`); past it, requests fail with \"Too many open files\". Raise the hard limit, or pass --max-connections {}",
+            limit.saturating_sub(OTHER_FILES).max(1)
+        )
+    })
+}
+
 #[derive(Debug)]
 pub struct Connections {
     client: reqwest::Client,
@@ -92,6 +115,16 @@ mod tests {
         drop(first);
         let _third = third.await;
         assert_eq!(live.waited_for_connection.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn the_open_files_note_speaks_only_when_the_cap_may_pass_the_limit() {
+        assert_eq!(open_files_note(1024, 20_000, 20_000), None);
+        // 50 users never hold more than 50 connections, whatever the cap.
+        assert_eq!(open_files_note(1024, 50, 1024), None);
+        let note = open_files_note(1024, 20_000, 1024).expect("1,088 files > 1,024");
+        assert!(note.contains("limit of 1024"), "{note}");
+        assert!(note.contains("--max-connections 960"), "{note}");
     }
 
     /// Polls `future` once: `Some` if it was ready.

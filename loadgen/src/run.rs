@@ -18,7 +18,7 @@ use rand::Rng;
 use crate::arrival::Schedule;
 use crate::cli::OpenSettings;
 use crate::cli::Settings;
-use crate::connections::Connections;
+use crate::connections::{self, Connections};
 use crate::error::LoadgenError;
 use crate::judge::gate::{self, Baseline, Calibration};
 use crate::judge::history::{self, HistoryEntry};
@@ -102,6 +102,21 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         settings.mode.name(),
         if threads == 1 { "" } else { "s" }
     );
+    match connections::raise_open_files() {
+        Ok(limit) => {
+            let note = connections::open_files_note(
+                settings.max_connections,
+                settings.process_users(),
+                limit,
+            );
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+        }
+        Err(why) => eprintln!(
+            "loadgen: could not raise the open-files limit ({why}); a run with more connections than `ulimit -n` allows will fail requests with \"Too many open files\""
+        ),
+    }
 
     // The receivers' counters before the run, so this run's latency can be told apart.
     let receivers = (!settings.receivers.is_empty())

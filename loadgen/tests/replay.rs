@@ -6,7 +6,7 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use common::{FAST, Target, loadgen, read_json, run_dir, traffic_file};
+use common::{FAST, Target, loadgen, loadgen_under_ulimit, read_json, run_dir, traffic_file};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -237,5 +237,82 @@ fn max_connections_caps_the_requests_in_flight_and_the_connections() {
     assert!(
         p50 >= 150.0,
         "POST / p50 {p50} ms leaves out the wait for a connection"
+    );
+}
+
+#[test]
+fn a_low_soft_open_files_limit_is_raised_before_the_users_connect() {
+    // 100 users with no wait against a 50 ms target hold about 100 connections: more than a
+    // soft limit of 64 files. loadgen raises it to the hard limit, so none fails (the old
+    // code failed requests with "Too many open files").
+    let target = Target::start_slow(Duration::from_millis(50));
+    let reports = tempfile::tempdir().unwrap();
+    let url = target.url();
+    let run = loadgen_under_ulimit(
+        "-Sn 64",
+        &[
+            "-u",
+            "100",
+            "-r",
+            "1000",
+            "--mode",
+            "loop",
+            "-t",
+            "2s",
+            "--wait",
+            "0ms..0ms",
+            "--post-only",
+            "--no-reconcile",
+            "-H",
+            &url,
+        ],
+        reports.path(),
+        DEADLINE,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        target.connections() > 64,
+        "{} connections: the soft limit was never in the way",
+        target.connections()
+    );
+    let report = read_json(&run_dir(reports.path()).join("loadgen.json"));
+    assert_eq!(
+        common::post_row(&report)["failures"].as_u64(),
+        Some(0),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_cap_above_the_hard_open_files_limit_is_named_with_one_that_fits() {
+    let target = Target::start();
+    let reports = tempfile::tempdir().unwrap();
+    let url = target.url();
+    let run = loadgen_under_ulimit(
+        "-n 256",
+        &[
+            "-u",
+            "2000",
+            "-r",
+            "1000",
+            "--mode",
+            "loop",
+            "-t",
+            "1s",
+            "--post-only",
+            "--no-reconcile",
+            "-H",
+            &url,
+        ],
+        reports.path(),
+        DEADLINE,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("above this process's limit of 256")
+            && run.stderr.contains("pass --max-connections 192"),
+        "{}",
+        run.stderr
     );
 }

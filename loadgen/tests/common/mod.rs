@@ -209,9 +209,31 @@ pub struct Finished {
 
 /// Runs `loadgen args…` with `--reports <reports>`, killing it after `deadline`.
 pub fn loadgen(args: &[&str], reports: &Path, deadline: Duration) -> Finished {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    command.args(args);
+    finish(command, args, reports, deadline)
+}
+
+/// Runs `loadgen args…` as [`loadgen`] does, after the shell's `ulimit <limits>` (such as
+/// `-Sn 64`, a soft limit of 64 open files).
+pub fn loadgen_under_ulimit(
+    limits: &str,
+    args: &[&str],
+    reports: &Path,
+    deadline: Duration,
+) -> Finished {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit {limits} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args);
+    finish(command, args, reports, deadline)
+}
+
+fn finish(mut command: Command, args: &[&str], reports: &Path, deadline: Duration) -> Finished {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
+    let mut child = command
         .arg("--reports")
         .arg(reports)
         .current_dir(workspace_root())
