@@ -51,7 +51,6 @@ pub fn open_files_note(max: usize, users: usize, limit: u64) -> Option<String> {
 pub struct Connections {
     client: reqwest::Client,
     slots: Semaphore,
-    max: usize,
 }
 
 impl Connections {
@@ -68,17 +67,12 @@ impl Connections {
         Ok(Connections {
             client,
             slots: Semaphore::new(max),
-            max,
         })
     }
 
     /// The client every user sends through: clones share the pool.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
-    }
-
-    pub fn max(&self) -> usize {
-        self.max
     }
 
     /// Waits for one of the `max` slots, to hold until the answer's body is read; a request

@@ -181,7 +181,7 @@ fn cpu_bound_note(cpu: Duration, wall: Duration, threads: usize) -> String {
 
 /// The progress line's note when `waited` requests since the last line had to wait for one
 /// of the `max` connections: a slow target, or a stall of loadgen's own, filled them.
-pub fn waited_note(waited: u64, max: usize) -> String {
+fn waited_note(waited: u64, max: usize) -> String {
     if waited == 0 {
         return String::new();
     }
