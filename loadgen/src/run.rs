@@ -174,6 +174,8 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         settings.wait
     };
     let config = goose_configuration(&settings, replay.iterations());
+    // One shared client without cookies, or Goose builds one per user before the run. The
+    // users swap it for `replay.connections`' capped one in their first transaction.
     let attack = GooseAttack::initialize_with_config(config)
         .and_then(|a| {
             a.set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())
