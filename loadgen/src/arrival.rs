@@ -2,12 +2,13 @@
 //! linear ramps (`--arrival-plan`), evenly spaced or as a Poisson process, whatever the
 //! target does. Each arrival is a ticket with an intended send time; a pool of Goose users
 //! (`--max-users`) takes tickets in order and sends when they are due. When every user is
-//! busy the tickets wait: each sent after its time is `late`, and with `--drop-late` one
-//! too far behind is not sent at all (`dropped`). Latency is then measured from the
-//! intended time, so a target that stalls shows it (wrk2's correction).
+//! busy the tickets wait: each sent after its time, once the whole pool has started, is
+//! `late`, and with `--drop-late` one too far behind is not sent at all (`dropped`).
+//! Latency is then measured from the intended time, so a target that stalls shows it
+//! (wrk2's correction).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -164,6 +165,12 @@ pub struct Schedule {
     arrivals: Arrivals,
     /// Longest a ticket may be behind and still be sent (`--drop-late`).
     drop_late: Option<Duration>,
+    /// The users of this process's pool, and how many have started (`join`). Goose starts
+    /// them one by one; a ticket behind its time before the last has started waited for
+    /// the pool's start-up, not for a busy pool, so it is not `late` (its lag is still in
+    /// its response time).
+    pool: usize,
+    joined: AtomicUsize,
     state: Mutex<State>,
     pub late: AtomicU64,
     pub dropped: AtomicU64,
@@ -173,7 +180,8 @@ pub struct Schedule {
 
 #[derive(Debug)]
 struct State {
-    /// The clock starts when the first user asks, so the pool's start-up is not lateness.
+    /// The clock starts when the first user asks, so the time before any user has started
+    /// is not in the schedule.
     start: Option<Instant>,
     /// Arrivals issued so far, and for Poisson the unit-rate clock (time rescaling).
     issued: u64,
@@ -187,11 +195,14 @@ impl Schedule {
         arrivals: Arrivals,
         drop_late: Option<Duration>,
         seed: Option<u64>,
+        pool: usize,
     ) -> Schedule {
         Schedule {
             plan,
             arrivals,
             drop_late,
+            pool,
+            joined: AtomicUsize::new(0),
             state: Mutex::new(State {
                 start: None,
                 issued: 0,
@@ -205,6 +216,11 @@ impl Schedule {
             dropped: AtomicU64::new(0),
             issued: AtomicU64::new(0),
         }
+    }
+
+    /// A user of the pool has started; called once per user, before its first ticket.
+    pub fn join(&self) {
+        self.joined.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn plan(&self) -> &Plan {
@@ -258,7 +274,7 @@ impl Schedule {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let late = behind > LATE_AFTER;
+            let late = behind > LATE_AFTER && self.joined.load(Ordering::Relaxed) >= self.pool;
             if late {
                 self.late.fetch_add(1, Ordering::Relaxed);
             }
@@ -321,7 +337,7 @@ mod tests {
     }
 
     fn gaps(arrivals: Arrivals, rate: f64, n: usize, seed: u64) -> Vec<f64> {
-        let schedule = Schedule::new(Plan::constant(rate, None), arrivals, None, Some(seed));
+        let schedule = Schedule::new(Plan::constant(rate, None), arrivals, None, Some(seed), 1);
         let times: Vec<Instant> = (0..n).map(|_| schedule.next_time().unwrap()).collect();
         times
             .windows(2)
@@ -364,7 +380,9 @@ mod tests {
             Arrivals::Uniform,
             None,
             Some(1),
+            1,
         );
+        schedule.join();
         let first = schedule.take().await.unwrap();
         assert!(!first.late);
         // Nobody takes tickets for 50 ms: the next ~50 are behind when taken.
@@ -378,7 +396,9 @@ mod tests {
             Arrivals::Uniform,
             Some(Duration::from_millis(10)),
             Some(1),
+            1,
         );
+        dropping.join();
         dropping.take().await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let next = dropping.take().await.unwrap();
@@ -387,6 +407,30 @@ mod tests {
         let dropped = dropping.dropped.load(Ordering::Relaxed);
         assert!((30..=50).contains(&dropped), "{dropped} dropped");
         assert!(next.late);
+    }
+
+    #[tokio::test]
+    async fn tickets_behind_while_the_pool_starts_are_not_late() {
+        let schedule = Schedule::new(
+            Plan::constant(1000.0, None),
+            Arrivals::Uniform,
+            None,
+            Some(1),
+            3,
+        );
+        // One user of three has started; the others are still being started by Goose.
+        schedule.join();
+        schedule.take().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let starting: Vec<Ticket> = futures_lite_take(&schedule, 5).await;
+        assert!(starting.iter().all(|t| !t.late), "{starting:?}");
+        assert_eq!(schedule.late.load(Ordering::Relaxed), 0);
+        // Once all three have started, a ticket behind its time waited for a busy pool.
+        schedule.join();
+        schedule.join();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(schedule.take().await.unwrap().late);
+        assert_eq!(schedule.late.load(Ordering::Relaxed), 1);
     }
 
     async fn futures_lite_take(schedule: &Schedule, n: usize) -> Vec<Ticket> {

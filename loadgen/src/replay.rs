@@ -160,6 +160,9 @@ impl Replay {
         if user.get_session_data::<UserPlan>().is_none() {
             let plan = self.plan_for(self.global_user(user.weighted_users_index));
             self.live.users_started.fetch_add(1, Ordering::Relaxed);
+            if let Some(schedule) = &self.schedule {
+                schedule.join();
+            }
             if plan.order.is_empty() && self.mode != Mode::Loop {
                 self.live.users_finished.fetch_add(1, Ordering::Relaxed);
             }

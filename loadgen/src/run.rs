@@ -147,6 +147,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
             open.arrivals,
             open.drop_late,
             settings.seed,
+            settings.process_users(),
         ))
     });
     let replay = Arc::new(Replay {
