@@ -6,9 +6,10 @@
 pub mod receivers;
 
 use std::collections::HashSet;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -232,39 +233,51 @@ pub fn loadgen_under_ulimit(
 }
 
 fn finish(mut command: Command, args: &[&str], reports: &Path, deadline: Duration) -> Finished {
+    command.arg("--reports").arg(reports);
+    run_to_deadline(command, &format!("loadgen {args:?}"), deadline)
+}
+
+/// Runs `command` from the workspace root, killing it after `deadline`. Its output is read
+/// while it runs: a child that fills a pipe (64 KiB) would otherwise block until killed.
+pub fn run_to_deadline(mut command: Command, what: &str, deadline: Duration) -> Finished {
     let started = Instant::now();
     let mut child = command
-        .arg("--reports")
-        .arg(reports)
         .current_dir(workspace_root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("the loadgen binary starts");
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
+        .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).map(|_| bytes)
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
         }
         if started.elapsed() > deadline {
             child.kill().unwrap();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "loadgen {args:?} still running after {deadline:?}; stderr:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            child.wait().unwrap();
+            break None;
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().unwrap();
+    };
+    let text = |reader: std::thread::JoinHandle<std::io::Result<Vec<u8>>>| {
+        String::from_utf8_lossy(&reader.join().unwrap().unwrap()).into_owned()
+    };
+    let (stdout, stderr) = (text(stdout), text(stderr));
+    let Some(status) = status else {
+        panic!("{what} still running after {deadline:?}; stderr:\n{stderr}");
+    };
     Finished {
         code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        stdout,
+        stderr,
         elapsed: started.elapsed(),
     }
 }
