@@ -375,13 +375,7 @@ mod tests {
 
     #[tokio::test]
     async fn tickets_wait_for_their_time_and_late_ones_are_counted_or_dropped() {
-        let schedule = Schedule::new(
-            Plan::constant(1000.0, None),
-            Arrivals::Uniform,
-            None,
-            Some(1),
-            1,
-        );
+        let schedule = thousand_a_second(None, 1);
         schedule.join();
         let first = schedule.take().await.unwrap();
         assert!(!first.late);
@@ -391,13 +385,7 @@ mod tests {
         assert!(behind.iter().all(|t| t.late));
         assert_eq!(schedule.late.load(Ordering::Relaxed), 20);
 
-        let dropping = Schedule::new(
-            Plan::constant(1000.0, None),
-            Arrivals::Uniform,
-            Some(Duration::from_millis(10)),
-            Some(1),
-            1,
-        );
+        let dropping = thousand_a_second(Some(Duration::from_millis(10)), 1);
         dropping.join();
         dropping.take().await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -411,13 +399,7 @@ mod tests {
 
     #[tokio::test]
     async fn tickets_behind_while_the_pool_starts_are_not_late() {
-        let schedule = Schedule::new(
-            Plan::constant(1000.0, None),
-            Arrivals::Uniform,
-            None,
-            Some(1),
-            3,
-        );
+        let schedule = thousand_a_second(None, 3);
         // One user of three has started; the others are still being started by Goose.
         schedule.join();
         schedule.take().await.unwrap();
@@ -431,6 +413,17 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(schedule.take().await.unwrap().late);
         assert_eq!(schedule.late.load(Ordering::Relaxed), 1);
+    }
+
+    /// Evenly spaced tickets, one a millisecond, for a pool of `pool` users.
+    fn thousand_a_second(drop_late: Option<Duration>, pool: usize) -> Schedule {
+        Schedule::new(
+            Plan::constant(1000.0, None),
+            Arrivals::Uniform,
+            drop_late,
+            Some(1),
+            pool,
+        )
     }
 
     async fn futures_lite_take(schedule: &Schedule, n: usize) -> Vec<Ticket> {
