@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::{Harness, eventually, stored_rows};
+use common::{Harness, consumer_backlog, eventually, stored_ids, stored_rows};
 use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -149,19 +149,8 @@ async fn poison_messages_are_dead_lettered_counted_and_never_stored() {
         "{:?}",
         reason.headers
     );
-    let mut consumer: jetstream::consumer::PullConsumer = js
-        .get_stream(&names.stream)
-        .await
-        .unwrap()
-        .get_consumer(&names.consumer)
-        .await
-        .unwrap();
-    let info = consumer.info().await.unwrap();
-    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "{info:?}");
-    let ids: Vec<String> = stored_rows(&store)
-        .into_iter()
-        .map(|(id, _, _)| id)
-        .collect();
+    assert_eq!(consumer_backlog(&js, &names).await, (0, 0));
+    let ids = stored_ids(&store);
     assert_eq!(ids, vec!["valid-grpc", "valid-nats", "valid-rabbitmq"]);
     // Still exactly as many: a consumer that looped would count them again.
     let stats = h.get_json("/stats").await;

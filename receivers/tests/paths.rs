@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Harness, eventually, stored_rows};
+use common::{Harness, eventually, stored_ids, stored_rows};
 use receivers::Route;
 use serde_json::{Value, json};
 
@@ -119,10 +119,7 @@ async fn a_repeated_idempotency_key_is_stored_once() {
             .all(|r| stats["routes"][r.name()]["in_flight"] == 0)
     })
     .await;
-    let ids: Vec<String> = stored_rows(&store)
-        .into_iter()
-        .map(|(id, _, _)| id)
-        .collect();
+    let ids = stored_ids(&store);
     assert_eq!(ids, vec!["dup-grpc", "dup-nats", "dup-rabbitmq"]);
     let (_, again) = h.post(&h.entry(Route::Grpc), "dup-grpc", "{\"a\":1}").await;
     assert_eq!(again["duplicate"], true, "gRPC knows the id is stored");
@@ -211,10 +208,7 @@ async fn bad_input_gets_its_status_and_stores_nothing() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await; // anything wrongly published would land by now
-    let ids: Vec<String> = stored_rows(&store)
-        .into_iter()
-        .map(|(id, _, _)| id)
-        .collect();
+    let ids = stored_ids(&store);
     assert_eq!(ids, vec!["good"]);
     let stats = h.get_json("/stats").await;
     let rejected: u64 = Route::ALL

@@ -3,6 +3,7 @@
 //! here once: the retry-with-backoff loop, and `Sink::receive`, which checks, stores and
 //! books one received record. Adding a path is one file here.
 
+pub mod group;
 pub mod grpc;
 pub mod nats;
 pub mod rabbitmq;
@@ -25,8 +26,9 @@ use crate::store::{Inserted, Store, StoreError};
 /// Durable acceptance, as far as the path can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
-    /// The middleware saw this id before (gRPC: already stored; NATS: within the stream's
-    /// duplicate window). RabbitMQ cannot tell, and always says false.
+    /// The middleware saw this id before (gRPC: already stored; NATS: a record published
+    /// alone, within the stream's duplicate window). RabbitMQ cannot tell, and always says
+    /// false; nor can NATS for a record that went in a batch.
     pub duplicate: bool,
     /// The broker dropped this send as a duplicate, so no consumer will ever see it: the
     /// entry counts it as settled itself (NATS deduplication). False when the store side
@@ -37,7 +39,7 @@ pub struct Accepted {
 /// Why a record was not durably accepted. `NotConnected`, `Timeout` and `Refused` are
 /// answered with 503 (resend with the same id); `Conflict` with 409; `Invalid` with 400.
 /// The `why` texts are for the log (redacted), never for the client.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum PublishError {
     #[error("{route} is not connected ({why})")]
     NotConnected { route: Route, why: String },

@@ -6,16 +6,27 @@
 //! The record id travels in `Record-Id`; `Nats-Msg-Id` is the id plus a digest of the body,
 //! so the broker drops a resend of the same record but lets a reused id with another body
 //! through to the store, which counts it as a conflict instead of losing it silently.
+//!
+//! The server syncs every message to disk before its PublishAck, whatever its size, so the
+//! records that queue at the entry while earlier publishes await theirs go in one message,
+//! a `RecordBatch` (header `Records`): group commit. The store's id check, not the broker,
+//! then catches a resend among them.
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
+use async_nats::jetstream::{self, consumer, message::PublishMessage, publish::PublishAck, stream};
+use bytes::Bytes;
 use futures::StreamExt;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, join_all};
+use prost::Message as _;
+use proto::ingest::{BatchedRecord, RecordBatch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::group::{Group, GroupLimits, SendGroup};
 use super::{Accepted, Disposition, PublishError, Publisher, Received, Sink, keep_running};
 use crate::record::{Record, digest, now_us};
 use crate::redact::redact;
@@ -44,6 +55,8 @@ const RECORD_ID: &str = "Record-Id";
 const ACCEPTED_AT: &str = "Accepted-At-Us";
 const PUBLISHED_AT: &str = "Published-At-Us";
 const DEAD_LETTER_REASON: &str = "Dead-Letter-Reason";
+/// On a message that carries a `RecordBatch`: how many records it holds.
+const RECORDS: &str = "Records";
 
 /// Connects a client that keeps reconnecting by itself, including at first connect, so
 /// the receivers start (and answer 503 on this path) while NATS is still down.
@@ -175,8 +188,22 @@ pub async fn check_setup(
     Ok(())
 }
 
-/// The entry's side.
+/// The entry's side: records that queue while earlier publishes await their PublishAcks go
+/// in one message (group commit), since the server syncs each message to disk before it
+/// acks, whatever its size.
 pub struct NatsPublisher {
+    sender: Arc<NatsSender>,
+    group: Group,
+}
+
+/// Publishes awaiting their PublishAcks at once; records queue behind them.
+const PUBLISHES_IN_FLIGHT: usize = 4;
+/// Records in one message at most, and their bytes: under the server's default maximum
+/// payload (1 MiB).
+const MAX_RECORDS_PER_MESSAGE: usize = 256;
+const MAX_BYTES_PER_MESSAGE: usize = 512 * 1024;
+
+struct NatsSender {
     client: async_nats::Client,
     js: jetstream::Context,
     config: NatsConfig,
@@ -185,18 +212,106 @@ pub struct NatsPublisher {
 }
 
 impl NatsPublisher {
+    /// Starts the task that publishes what queues, so it needs a Tokio runtime.
     pub fn new(client: async_nats::Client, config: NatsConfig) -> NatsPublisher {
         let js = jetstream::new(client.clone());
-        NatsPublisher {
+        let sender = Arc::new(NatsSender {
             client,
             js,
             config,
             stream_ready: std::sync::atomic::AtomicBool::new(false),
-        }
+        });
+        let limits = GroupLimits {
+            sends_in_flight: PUBLISHES_IN_FLIGHT,
+            max_records: MAX_RECORDS_PER_MESSAGE,
+            max_bytes: MAX_BYTES_PER_MESSAGE,
+        };
+        let group = Group::start(Route::Nats, sender.clone(), limits);
+        NatsPublisher { sender, group }
     }
+}
 
+impl NatsSender {
     fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Publishes `message` once the stream is known to be fit, and waits for its PublishAck.
+    async fn publish(&self, message: PublishMessage) -> Result<PublishAck, PublishError> {
+        use std::sync::atomic::Ordering;
+        let not_connected = |why: String| PublishError::NotConnected {
+            route: Route::Nats,
+            why,
+        };
+        if !self.connected() {
+            return Err(not_connected("no connection to the NATS server".into()));
+        }
+        if !self.stream_ready.load(Ordering::Relaxed) {
+            ensure_stream(&self.js, &self.config.stream, &self.config.subject)
+                .await
+                .map_err(|e| match e {
+                    SetupError::Unreachable(why) => not_connected(why),
+                    mismatch => PublishError::Refused {
+                        route: Route::Nats,
+                        why: mismatch.to_string(),
+                    },
+                })?;
+            self.stream_ready.store(true, Ordering::Relaxed);
+        }
+        self.js
+            .send_publish(self.config.subject.clone(), message)
+            .await
+            .map_err(|e| not_connected(e.to_string()))?
+            .await
+            .map_err(|e| PublishError::Refused {
+                route: Route::Nats,
+                why: e.to_string(),
+            })
+    }
+}
+
+impl SendGroup for NatsSender {
+    /// One record goes as itself: `Nats-Msg-Id` is its id plus a digest of its body, so
+    /// the broker drops a resend. Several go as a `RecordBatch`; the store's id check then
+    /// catches a resend, and counts it as a duplicate there.
+    fn send(&self, records: Vec<Record>) -> BoxFuture<'_, Vec<Result<Accepted, PublishError>>> {
+        Box::pin(async move {
+            let count = records.len();
+            let message = if let [record] = records.as_slice() {
+                PublishMessage::build()
+                    .payload(record.payload.clone())
+                    .message_id(format!("{}:{}", record.id, hex8(&digest(&record.payload))))
+                    .header(RECORD_ID, record.id.as_str())
+                    .header(ACCEPTED_AT, record.accepted_at_us.to_string().as_str())
+            } else {
+                let batch = RecordBatch {
+                    records: records
+                        .into_iter()
+                        .map(|r| BatchedRecord {
+                            id: r.id,
+                            payload: r.payload.to_vec(),
+                            accepted_at_us: r.accepted_at_us,
+                        })
+                        .collect(),
+                };
+                let body = batch.encode_to_vec();
+                PublishMessage::build()
+                    .message_id(format!("batch:{}", hex8(&digest(&body))))
+                    .payload(body.into())
+                    .header(RECORDS, count.to_string().as_str())
+            };
+            let message = message.header(PUBLISHED_AT, now_us().to_string().as_str());
+            match self.publish(message).await {
+                Ok(ack) => vec![
+                    Ok(Accepted {
+                        duplicate: ack.duplicate,
+                        dropped_by_broker: ack.duplicate,
+                    });
+                    count
+                ],
+                Err(error) => vec![Err(error); count],
+            }
+        })
     }
 }
 
@@ -206,53 +321,11 @@ impl Publisher for NatsPublisher {
     }
 
     fn publish<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<Accepted, PublishError>> {
-        use std::sync::atomic::Ordering;
-        Box::pin(async move {
-            let not_connected = |why: String| PublishError::NotConnected {
-                route: Route::Nats,
-                why,
-            };
-            if !self.connected() {
-                return Err(not_connected("no connection to the NATS server".into()));
-            }
-            if !self.stream_ready.load(Ordering::Relaxed) {
-                ensure_stream(&self.js, &self.config.stream, &self.config.subject)
-                    .await
-                    .map_err(|e| match e {
-                        SetupError::Unreachable(why) => not_connected(why),
-                        mismatch => PublishError::Refused {
-                            route: Route::Nats,
-                            why: mismatch.to_string(),
-                        },
-                    })?;
-                self.stream_ready.store(true, Ordering::Relaxed);
-            }
-            let body = digest(&record.payload);
-            let message = PublishMessage::build()
-                .payload(record.payload.clone())
-                .message_id(format!("{}:{}", record.id, hex8(&body)))
-                .header(RECORD_ID, record.id.as_str())
-                .header(ACCEPTED_AT, record.accepted_at_us.to_string().as_str())
-                .header(PUBLISHED_AT, now_us().to_string().as_str());
-            let ack = self
-                .js
-                .send_publish(self.config.subject.clone(), message)
-                .await
-                .map_err(|e| not_connected(e.to_string()))?
-                .await
-                .map_err(|e| PublishError::Refused {
-                    route: Route::Nats,
-                    why: e.to_string(),
-                })?;
-            Ok(Accepted {
-                duplicate: ack.duplicate,
-                dropped_by_broker: ack.duplicate,
-            })
-        })
+        Box::pin(self.group.publish(record.clone()))
     }
 
     fn ready(&self) -> BoxFuture<'_, bool> {
-        Box::pin(async move { self.connected() })
+        Box::pin(async move { self.sender.connected() })
     }
 }
 
@@ -322,8 +395,18 @@ async fn consume(
     result
 }
 
-/// Checks and stores one message, then acks it; dead-letters it if it fails the checks;
-/// asks for a later redelivery, later each time, if the store did not commit.
+/// What became of a message.
+enum Settlement {
+    /// Every record in it is committed: ack it.
+    Stored,
+    /// It, or each of its records that failed the checks, is in the dead-letter stream.
+    DeadLettered,
+    /// Not yet: have it redelivered later.
+    Retry(String),
+}
+
+/// Checks and stores one message's records, then acks it; dead-letters what fails the
+/// checks; asks for a later redelivery, later each time, if the store did not commit.
 async fn settle(
     js: &jetstream::Context,
     config: &NatsConfig,
@@ -339,42 +422,51 @@ async fn settle(
             .map(|v| v.as_str().to_string())
     };
     let number = |name: &str| header(name).and_then(|v| v.parse::<i64>().ok());
-    if let Some(published) = number(PUBLISHED_AT) {
-        sink.stats.latency(
-            Route::Nats,
-            Stage::Hop,
-            (received_at - published).max(0) as u64,
-        );
-    }
+    let hop = number(PUBLISHED_AT).map(|published| (received_at - published).max(0) as u64);
     let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-    let received = Received {
-        // A publisher other than the entry may name the record by Nats-Msg-Id alone.
-        id: header(RECORD_ID).or_else(|| header("Nats-Msg-Id")),
-        payload: message.payload.clone(),
-        accepted_at_us: number(ACCEPTED_AT),
-        redelivered: delivered > 1,
+    let settlement = if header(RECORDS).is_some() {
+        settle_batch(js, config, sink, &message, hop, delivered > 1).await
+    } else {
+        if let Some(hop) = hop {
+            sink.stats.latency(Route::Nats, Stage::Hop, hop);
+        }
+        let received = Received {
+            // A publisher other than the entry may name the record by Nats-Msg-Id alone.
+            id: header(RECORD_ID).or_else(|| header("Nats-Msg-Id")),
+            payload: message.payload.clone(),
+            accepted_at_us: number(ACCEPTED_AT),
+            redelivered: delivered > 1,
+        };
+        match sink.receive(Route::Nats, received, false).await {
+            Disposition::Settled(_) => Settlement::Stored,
+            Disposition::Invalid(invalid) => {
+                let headers = message.headers.clone().unwrap_or_default();
+                dead_letter(
+                    js,
+                    config,
+                    sink,
+                    headers,
+                    message.payload.clone(),
+                    invalid.code(),
+                )
+                .await
+            }
+            Disposition::StoreFailed(_) => Settlement::Retry("the store did not commit".into()),
+        }
     };
-    let retry_later = |why: &str| {
-        // 200 ms, doubling with each delivery, at most 30 s: a failing disk is not hammered.
-        let delay = Duration::from_millis(200 * 2u64.saturating_pow(delivered.min(8) as u32 - 1))
-            .min(Duration::from_secs(30));
-        tracing::warn!("NATS message not settled ({why}); redelivery asked in {delay:?}");
-        jetstream::AckKind::Nak(Some(delay))
-    };
-    let ack = match sink.receive(Route::Nats, received, false).await {
+    let ack = match settlement {
         // Acked strictly after the commit, and the server confirms the ack, so a lost ack
         // means a redelivery (stored once by id), never a loss.
-        Disposition::Settled(_) => None,
-        Disposition::Invalid(invalid) => {
-            match dead_letter(js, config, &message, invalid.code()).await {
-                Ok(()) => {
-                    sink.dead_lettered(Route::Nats);
-                    Some(jetstream::AckKind::Term)
-                }
-                Err(why) => Some(retry_later(&format!("dead-lettering failed: {why}"))),
-            }
+        Settlement::Stored => None,
+        Settlement::DeadLettered => Some(jetstream::AckKind::Term),
+        Settlement::Retry(why) => {
+            // 200 ms, doubling with each delivery, at most 30 s: a failing disk is not hammered.
+            let delay =
+                Duration::from_millis(200 * 2u64.saturating_pow(delivered.min(8) as u32 - 1))
+                    .min(Duration::from_secs(30));
+            tracing::warn!("NATS message not settled ({why}); redelivery asked in {delay:?}");
+            Some(jetstream::AckKind::Nak(Some(delay)))
         }
-        Disposition::StoreFailed(_) => Some(retry_later("the store did not commit")),
     };
     let outcome = match ack {
         None => message.double_ack().await,
@@ -385,15 +477,79 @@ async fn settle(
     }
 }
 
-/// Copies `message` to the dead-letter stream with the reason, and waits for its PublishAck.
+/// A message from the entry's group commit: each record is checked and stored on its own
+/// (all at once, so the store commits them together), and one that fails the checks is
+/// dead-lettered alone. The message is acked once every record is settled.
+async fn settle_batch(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+    sink: &Sink,
+    message: &jetstream::Message,
+    hop: Option<u64>,
+    redelivered: bool,
+) -> Settlement {
+    let Ok(batch) = RecordBatch::decode(message.payload.as_ref()) else {
+        // Named a batch but not one: kept whole, for a person to look at.
+        let headers = message.headers.clone().unwrap_or_default();
+        return dead_letter(
+            js,
+            config,
+            sink,
+            headers,
+            message.payload.clone(),
+            "undecodable_batch",
+        )
+        .await;
+    };
+    let settled = join_all(batch.records.into_iter().map(|record| async move {
+        if let Some(hop) = hop {
+            sink.stats.latency(Route::Nats, Stage::Hop, hop);
+        }
+        let payload = Bytes::from(record.payload);
+        let received = Received {
+            id: Some(record.id.clone()),
+            payload: payload.clone(),
+            accepted_at_us: (record.accepted_at_us > 0).then_some(record.accepted_at_us),
+            redelivered,
+        };
+        let disposition = sink.receive(Route::Nats, received, false).await;
+        (record.id, record.accepted_at_us, payload, disposition)
+    }))
+    .await;
+    let mut settlement = Settlement::Stored;
+    for (id, accepted_at_us, payload, disposition) in settled {
+        match disposition {
+            Disposition::Settled(_) => {}
+            // The entry checks every record it batches, so this is a foreign publisher's.
+            // If a sibling's commit fails too, the redelivery dead-letters it again.
+            Disposition::Invalid(invalid) => {
+                let mut headers = HeaderMap::new();
+                headers.insert(RECORD_ID, id.as_str());
+                headers.insert(ACCEPTED_AT, accepted_at_us.to_string().as_str());
+                if let Settlement::Retry(why) =
+                    dead_letter(js, config, sink, headers, payload, invalid.code()).await
+                {
+                    settlement = Settlement::Retry(why);
+                }
+            }
+            Disposition::StoreFailed(_) => {
+                settlement = Settlement::Retry("the store did not commit".into());
+            }
+        }
+    }
+    settlement
+}
+
+/// Publishes a copy (`headers` and `payload`) to the dead-letter stream with the reason,
+/// waits for its PublishAck and books it.
 async fn dead_letter(
     js: &jetstream::Context,
     config: &NatsConfig,
-    message: &jetstream::Message,
+    sink: &Sink,
+    headers: HeaderMap,
+    payload: Bytes,
     reason: &str,
-) -> Result<(), String> {
-    let mut headers = message.headers.clone().unwrap_or_default();
-    headers.insert(DEAD_LETTER_REASON, reason);
+) -> Settlement {
     // The copy must not be deduplicated against anything: drop the original's message id.
     let mut copy = HeaderMap::new();
     for (name, values) in headers.iter() {
@@ -403,14 +559,19 @@ async fn dead_letter(
             }
         }
     }
-    js.publish_with_headers(
-        config.dead_letter_subject.clone(),
-        copy,
-        message.payload.clone(),
-    )
-    .await
-    .map_err(|e| e.to_string())?
-    .await
-    .map_err(|e| e.to_string())?;
-    Ok(())
+    copy.insert(DEAD_LETTER_REASON, reason);
+    let published = async {
+        js.publish_with_headers(config.dead_letter_subject.clone(), copy, payload)
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match published.await {
+        Ok(_) => {
+            sink.dead_lettered(Route::Nats);
+            Settlement::DeadLettered
+        }
+        Err(why) => Settlement::Retry(format!("dead-lettering failed: {why}")),
+    }
 }

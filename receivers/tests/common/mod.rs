@@ -170,6 +170,27 @@ pub fn stored_rows(store: &Path) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The ids in the store, in order.
+pub fn stored_ids(store: &Path) -> Vec<String> {
+    stored_rows(store)
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect()
+}
+
+/// The NATS consumer's (pending, ack pending): (0, 0) once every message is settled.
+pub async fn consumer_backlog(js: &async_nats::jetstream::Context, names: &Names) -> (u64, usize) {
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream(&names.stream)
+        .await
+        .unwrap()
+        .get_consumer(&names.consumer)
+        .await
+        .unwrap();
+    let info = consumer.info().await.unwrap();
+    (info.num_pending, info.num_ack_pending)
+}
+
 /// Polls `check` until it returns true, failing with `what` after `limit`.
 pub async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;

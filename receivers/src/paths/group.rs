@@ -1,0 +1,196 @@
+//! Group commit at a broker path's entry: the records that queue while the path's earlier
+//! sends are in flight go out together in its next send. A broker that pays a fixed cost per
+//! message (the NATS server's fsync before its PublishAck) then pays it once for many
+//! records; when the path is idle a record goes alone, at once.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{Accepted, PublishError};
+use crate::record::Record;
+use crate::route::Route;
+
+/// How a path sends a group: one result per record, in order.
+pub trait SendGroup: Send + Sync + 'static {
+    fn send(&self, records: Vec<Record>) -> BoxFuture<'_, Vec<Result<Accepted, PublishError>>>;
+}
+
+/// How much goes out at once.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupLimits {
+    /// Sends in flight at most; records wait for one of them to finish.
+    pub sends_in_flight: usize,
+    /// Records in one send at most, and their payload bytes (a record over it goes alone).
+    pub max_records: usize,
+    pub max_bytes: usize,
+}
+
+struct Queued {
+    record: Record,
+    answer: oneshot::Sender<Result<Accepted, PublishError>>,
+}
+
+/// The entry's queue; the task that drains it ends when the queue is dropped.
+pub struct Group {
+    route: Route,
+    queue: mpsc::UnboundedSender<Queued>,
+}
+
+impl Group {
+    /// Starts the task that sends what queues (so it needs a Tokio runtime).
+    pub fn start(route: Route, sender: Arc<dyn SendGroup>, limits: GroupLimits) -> Group {
+        let (queue, queued) = mpsc::unbounded_channel();
+        tokio::spawn(drain(sender, queued, limits));
+        Group { route, queue }
+    }
+
+    /// Resolves once `record`'s send was accepted, or says why not.
+    pub async fn publish(&self, record: Record) -> Result<Accepted, PublishError> {
+        let stopped = || PublishError::NotConnected {
+            route: self.route,
+            why: "the entry's sender has stopped".into(),
+        };
+        let (answer, answered) = oneshot::channel();
+        self.queue
+            .send(Queued { record, answer })
+            .map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
+/// Takes what has queued, up to the limits, each time a send may start. A record whose
+/// caller stopped waiting (the entry's publish timeout answered 503) is not sent.
+async fn drain(
+    sender: Arc<dyn SendGroup>,
+    mut queued: mpsc::UnboundedReceiver<Queued>,
+    limits: GroupLimits,
+) {
+    let sends = Arc::new(Semaphore::new(limits.sends_in_flight));
+    let mut held: Option<Queued> = None;
+    loop {
+        let first = match held.take() {
+            Some(first) => first,
+            None => match queued.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        let Ok(permit) = Arc::clone(&sends).acquire_owned().await else {
+            return;
+        };
+        let mut bytes = first.record.payload.len();
+        let mut group = vec![first];
+        while group.len() < limits.max_records {
+            let Ok(next) = queued.try_recv() else { break };
+            if bytes + next.record.payload.len() > limits.max_bytes {
+                held = Some(next);
+                break;
+            }
+            bytes += next.record.payload.len();
+            group.push(next);
+        }
+        group.retain(|q| !q.answer.is_closed());
+        if group.is_empty() {
+            continue;
+        }
+        let sender = Arc::clone(&sender);
+        tokio::spawn(async move {
+            let (records, answers): (Vec<Record>, Vec<_>) =
+                group.into_iter().map(|q| (q.record, q.answer)).unzip();
+            let results = sender.send(records).await;
+            for (answer, result) in answers.into_iter().zip(results) {
+                let _ = answer.send(result);
+            }
+            drop(permit);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Records each group's size; every send takes 20 ms, as a broker's fsync might.
+    struct Slow {
+        sizes: Mutex<Vec<usize>>,
+    }
+
+    impl SendGroup for Slow {
+        fn send(&self, records: Vec<Record>) -> BoxFuture<'_, Vec<Result<Accepted, PublishError>>> {
+            Box::pin(async move {
+                self.sizes.lock().unwrap().push(records.len());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                records
+                    .iter()
+                    .map(|r| {
+                        Ok(Accepted {
+                            duplicate: r.id.ends_with("dup"),
+                            dropped_by_broker: false,
+                        })
+                    })
+                    .collect()
+            })
+        }
+    }
+
+    fn record(id: &str, bytes: usize) -> Record {
+        Record {
+            id: id.into(),
+            payload: vec![b' '; bytes].into(),
+            accepted_at_us: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_queued_behind_a_send_go_together_and_each_gets_its_own_answer() {
+        let slow = Arc::new(Slow {
+            sizes: Mutex::new(Vec::new()),
+        });
+        let limits = GroupLimits {
+            sends_in_flight: 1,
+            max_records: 64,
+            max_bytes: 1000,
+        };
+        let group = Arc::new(Group::start(Route::Nats, slow.clone(), limits));
+        let first = {
+            let group = Arc::clone(&group);
+            tokio::spawn(async move { group.publish(record("r0", 10)).await })
+        };
+        // Let the first send start, then queue 30 behind it: one of them is too big to go
+        // with the others.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut rest = Vec::new();
+        for n in 1..=30 {
+            let group = Arc::clone(&group);
+            let (id, bytes) = match n {
+                7 => ("r7dup".to_string(), 10),
+                15 => ("r15".to_string(), 990),
+                n => (format!("r{n}"), 10),
+            };
+            rest.push(tokio::spawn(async move {
+                group.publish(record(&id, bytes)).await
+            }));
+        }
+        assert!(!first.await.unwrap().unwrap().duplicate);
+        let mut duplicates = 0;
+        for answer in rest {
+            duplicates += usize::from(answer.await.unwrap().unwrap().duplicate);
+        }
+        assert_eq!(duplicates, 1, "r7dup's own answer reached it");
+        let sizes = slow.sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 31);
+        assert_eq!(
+            sizes[0], 1,
+            "the first record went alone, at once: {sizes:?}"
+        );
+        assert!(
+            sizes.len() <= 4 && sizes.iter().all(|&n| n <= 30),
+            "the 30 queued records went in a few sends, each under the byte limit: {sizes:?}"
+        );
+    }
+}
