@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use proto::ingest::{BatchedRecord, RecordBatch};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{Accepted, PublishError};
@@ -57,6 +58,20 @@ impl Group {
             .send(Queued { record, answer })
             .map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
+    }
+}
+
+/// Several records as the one message that carries them.
+pub fn record_batch(records: Vec<Record>) -> RecordBatch {
+    RecordBatch {
+        records: records
+            .into_iter()
+            .map(|r| BatchedRecord {
+                id: r.id,
+                payload: r.payload.to_vec(),
+                accepted_at_us: r.accepted_at_us,
+            })
+            .collect(),
     }
 }
 

@@ -22,11 +22,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::{BoxFuture, join_all};
 use prost::Message as _;
-use proto::ingest::{BatchedRecord, RecordBatch};
+use proto::ingest::RecordBatch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::group::{Group, GroupLimits, SendGroup};
+use super::group::{Group, GroupLimits, SendGroup, record_batch};
 use super::{Accepted, Disposition, PublishError, Publisher, Received, Sink, keep_running};
 use crate::record::{Record, digest, now_us};
 use crate::redact::redact;
@@ -284,17 +284,7 @@ impl SendGroup for NatsSender {
                     .header(RECORD_ID, record.id.as_str())
                     .header(ACCEPTED_AT, record.accepted_at_us.to_string().as_str())
             } else {
-                let batch = RecordBatch {
-                    records: records
-                        .into_iter()
-                        .map(|r| BatchedRecord {
-                            id: r.id,
-                            payload: r.payload.to_vec(),
-                            accepted_at_us: r.accepted_at_us,
-                        })
-                        .collect(),
-                };
-                let body = batch.encode_to_vec();
+                let body = record_batch(records).encode_to_vec();
                 PublishMessage::build()
                     .message_id(format!("batch:{}", hex8(&digest(&body))))
                     .payload(body.into())

@@ -3,6 +3,10 @@
 //! prefetch checks and stores each message and acks it only after the commit. A message
 //! that fails the checks is published (confirmed) to the dead-letter exchange, whose queue
 //! a person can inspect, and is never stored. Both sides reconnect alone.
+//!
+//! The records that queue at the entry while earlier publishes await their confirms go in
+//! one message, a `RecordBatch` (header `records`): group commit. The consumer checks,
+//! stores and dead-letters each of its records on its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +22,13 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Event, ExchangeKind,
 };
+use prost::Message as _;
+use proto::ingest::RecordBatch;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::group::{Group, GroupLimits, SendGroup, record_batch};
 use super::{
     Accepted, Backoff, Disposition, PublishError, Publisher, Received, Sink, keep_running,
 };
@@ -45,6 +52,9 @@ pub struct RabbitConfig {
 const ACCEPTED_AT: &str = "accepted_at_us";
 const PUBLISHED_AT: &str = "published_at_us";
 const DEAD_LETTER_REASON: &str = "x-dead-letter-reason";
+/// On a message that carries a `RecordBatch`: how many records it holds.
+const RECORDS: &str = "records";
+const BATCH_CONTENT_TYPE: &str = "application/x-protobuf; messageType=ingest.v1.RecordBatch";
 
 /// Connects, declares the durable queue and the dead-letter exchange and queue, and hands
 /// back the connection and a channel in confirm mode.
@@ -140,7 +150,20 @@ async fn connection_broken(connection: &Connection) -> String {
 }
 
 /// The entry's side: publishes on the current confirm channel, kept by a maintainer task.
+/// Records that queue while earlier publishes await their confirms go in one message (group
+/// commit): the broker's work is per message, whatever its size.
 pub struct RabbitPublisher {
+    sender: Arc<RabbitSender>,
+    group: Group,
+}
+
+/// Publishes awaiting their confirms at once; records queue behind them.
+const PUBLISHES_IN_FLIGHT: usize = 4;
+/// Records in one message at most, and their bytes.
+const MAX_RECORDS_PER_MESSAGE: usize = 256;
+const MAX_BYTES_PER_MESSAGE: usize = 512 * 1024;
+
+struct RabbitSender {
     channel: watch::Receiver<Option<Channel>>,
     /// A failed publish wakes the maintainer so it reconnects without waiting for an event.
     broken: Arc<Notify>,
@@ -175,11 +198,105 @@ impl RabbitPublisher {
             })
             .await;
         });
-        RabbitPublisher {
+        let sender = Arc::new(RabbitSender {
             channel,
             broken,
             queue,
+        });
+        let limits = GroupLimits {
+            sends_in_flight: PUBLISHES_IN_FLIGHT,
+            max_records: MAX_RECORDS_PER_MESSAGE,
+            max_bytes: MAX_BYTES_PER_MESSAGE,
+        };
+        let group = Group::start(Route::Rabbitmq, sender.clone(), limits);
+        RabbitPublisher { sender, group }
+    }
+}
+
+impl RabbitSender {
+    /// Publishes one persistent, mandatory message and waits for the broker's confirm.
+    async fn publish(&self, body: &[u8], properties: BasicProperties) -> Result<(), PublishError> {
+        let not_connected = |why: String| PublishError::NotConnected {
+            route: Route::Rabbitmq,
+            why,
+        };
+        let Some(channel) = self.channel.borrow().clone() else {
+            return Err(not_connected("no connection to the broker yet".into()));
+        };
+        // persistent: written to disk before the confirm.
+        let properties = properties.with_delivery_mode(2);
+        // mandatory: an unroutable message comes back instead of vanishing.
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                self.queue.as_str().into(),
+                options,
+                body,
+                properties,
+            )
+            .await;
+        let confirmation = match confirm {
+            Ok(confirm) => confirm.await,
+            Err(error) => Err(error),
+        };
+        let refused = |why: String| PublishError::Refused {
+            route: Route::Rabbitmq,
+            why,
+        };
+        match confirmation {
+            Ok(Confirmation::Ack(None)) => Ok(()),
+            Ok(Confirmation::Ack(Some(returned))) => Err(refused(format!(
+                "the broker returned it ({} {})",
+                returned.reply_code, returned.reply_text
+            ))),
+            Ok(Confirmation::Nack(_)) => Err(refused("the broker nacked it".into())),
+            Ok(Confirmation::NotRequested) => {
+                Err(refused("the channel is not in confirm mode".into()))
+            }
+            Err(error) => {
+                self.broken.notify_one();
+                Err(not_connected(error.to_string()))
+            }
         }
+    }
+}
+
+impl SendGroup for RabbitSender {
+    /// One record goes as itself (its id in `message_id`); several as a `RecordBatch`
+    /// (header `records`). RabbitMQ cannot tell a resend either way: the store counts it.
+    fn send(&self, records: Vec<Record>) -> BoxFuture<'_, Vec<Result<Accepted, PublishError>>> {
+        Box::pin(async move {
+            let count = records.len();
+            let mut headers = FieldTable::default();
+            headers.insert(PUBLISHED_AT.into(), AMQPValue::LongLongInt(now_us()));
+            let outcome = if let [record] = records.as_slice() {
+                headers.insert(
+                    ACCEPTED_AT.into(),
+                    AMQPValue::LongLongInt(record.accepted_at_us),
+                );
+                let properties = BasicProperties::default()
+                    .with_content_type("application/json".into())
+                    .with_message_id(record.id.as_str().into())
+                    .with_headers(headers);
+                self.publish(&record.payload, properties).await
+            } else {
+                headers.insert(RECORDS.into(), AMQPValue::LongLongInt(count as i64));
+                let body = record_batch(records).encode_to_vec();
+                let properties = BasicProperties::default()
+                    .with_content_type(BATCH_CONTENT_TYPE.into())
+                    .with_headers(headers);
+                self.publish(&body, properties).await
+            };
+            let accepted = Accepted {
+                duplicate: false,
+                dropped_by_broker: false,
+            };
+            vec![outcome.map(|()| accepted); count]
+        })
     }
 }
 
@@ -189,73 +306,12 @@ impl Publisher for RabbitPublisher {
     }
 
     fn publish<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<Accepted, PublishError>> {
-        Box::pin(async move {
-            let not_connected = |why: String| PublishError::NotConnected {
-                route: Route::Rabbitmq,
-                why,
-            };
-            let Some(channel) = self.channel.borrow().clone() else {
-                return Err(not_connected("no connection to the broker yet".into()));
-            };
-            let mut headers = FieldTable::default();
-            headers.insert(
-                ACCEPTED_AT.into(),
-                AMQPValue::LongLongInt(record.accepted_at_us),
-            );
-            headers.insert(PUBLISHED_AT.into(), AMQPValue::LongLongInt(now_us()));
-            let properties = BasicProperties::default()
-                .with_delivery_mode(2) // persistent: written to disk before the confirm
-                .with_content_type("application/json".into())
-                .with_message_id(record.id.as_str().into())
-                .with_headers(headers);
-            // mandatory: an unroutable message comes back instead of vanishing.
-            let options = BasicPublishOptions {
-                mandatory: true,
-                ..BasicPublishOptions::default()
-            };
-            let confirm = channel
-                .basic_publish(
-                    "".into(),
-                    self.queue.as_str().into(),
-                    options,
-                    &record.payload,
-                    properties,
-                )
-                .await;
-            let confirmation = match confirm {
-                Ok(confirm) => confirm.await,
-                Err(error) => Err(error),
-            };
-            match confirmation {
-                Ok(Confirmation::Ack(None)) => Ok(Accepted {
-                    duplicate: false,
-                    dropped_by_broker: false,
-                }),
-                Ok(Confirmation::Ack(Some(returned))) => Err(PublishError::Refused {
-                    route: Route::Rabbitmq,
-                    why: format!(
-                        "the broker returned it ({} {})",
-                        returned.reply_code, returned.reply_text
-                    ),
-                }),
-                Ok(Confirmation::Nack(_)) => Err(PublishError::Refused {
-                    route: Route::Rabbitmq,
-                    why: "the broker nacked it".into(),
-                }),
-                Ok(Confirmation::NotRequested) => Err(PublishError::Refused {
-                    route: Route::Rabbitmq,
-                    why: "the channel is not in confirm mode".into(),
-                }),
-                Err(error) => {
-                    self.broken.notify_one();
-                    Err(not_connected(error.to_string()))
-                }
-            }
-        })
+        Box::pin(self.group.publish(record.clone()))
     }
 
     fn ready(&self) -> BoxFuture<'_, bool> {
         let ready = self
+            .sender
             .channel
             .borrow()
             .as_ref()
@@ -385,7 +441,8 @@ async fn settle(
     }
 }
 
-/// Checks and stores one delivery, or dead-letters it; false when it must be requeued.
+/// Checks and stores one delivery's records, or dead-letters what fails the checks; false
+/// when it must be requeued.
 async fn settle_one(
     delivery: &Delivery,
     config: &RabbitConfig,
@@ -402,12 +459,12 @@ async fn settle_one(
         Some(AMQPValue::LongLongInt(v)) => Some(*v),
         _ => None,
     };
-    if let Some(published) = header(PUBLISHED_AT) {
-        sink.stats.latency(
-            Route::Rabbitmq,
-            Stage::Hop,
-            (received_at - published).max(0) as u64,
-        );
+    let hop = header(PUBLISHED_AT).map(|published| (received_at - published).max(0) as u64);
+    if header(RECORDS).is_some() {
+        return settle_batch(delivery, config, channel, sink, hop).await;
+    }
+    if let Some(hop) = hop {
+        sink.stats.latency(Route::Rabbitmq, Stage::Hop, hop);
     }
     let received = Received {
         id: delivery
@@ -422,30 +479,99 @@ async fn settle_one(
     match sink.receive(Route::Rabbitmq, received, false).await {
         Disposition::Settled(_) => true,
         Disposition::Invalid(invalid) => {
-            match dead_letter(delivery, config, channel, invalid.code()).await {
-                Ok(()) => {
-                    sink.dead_lettered(Route::Rabbitmq);
-                    true
-                }
-                Err(error) => {
-                    tracing::error!(queue = %config.dead_letter, "dead-lettering failed, requeueing: {error}");
-                    false
-                }
-            }
+            let properties = delivery.properties.clone();
+            dead_letter(
+                &delivery.data,
+                properties,
+                config,
+                channel,
+                sink,
+                invalid.code(),
+            )
+            .await
         }
         Disposition::StoreFailed(_) => false,
     }
 }
 
-/// Publishes a copy of `delivery` to the dead-letter exchange, with the reason in its
-/// headers, and waits for the broker's confirm.
-async fn dead_letter(
+/// A message from the entry's group commit: each record is checked and stored on its own
+/// (all at once, so the store commits them together), and one that fails the checks is
+/// dead-lettered alone. One that does not decode is dead-lettered whole.
+async fn settle_batch(
     delivery: &Delivery,
     config: &RabbitConfig,
     channel: &Channel,
+    sink: &Sink,
+    hop: Option<u64>,
+) -> bool {
+    let Ok(batch) = RecordBatch::decode(delivery.data.as_slice()) else {
+        let properties = delivery.properties.clone();
+        return dead_letter(
+            &delivery.data,
+            properties,
+            config,
+            channel,
+            sink,
+            "undecodable_batch",
+        )
+        .await;
+    };
+    let settled = futures::future::join_all(batch.records.into_iter().map(|record| async move {
+        if let Some(hop) = hop {
+            sink.stats.latency(Route::Rabbitmq, Stage::Hop, hop);
+        }
+        let received = Received {
+            id: Some(record.id.clone()),
+            payload: record.payload.clone().into(),
+            accepted_at_us: (record.accepted_at_us > 0).then_some(record.accepted_at_us),
+            redelivered: delivery.redelivered,
+        };
+        let disposition = sink.receive(Route::Rabbitmq, received, false).await;
+        (record, disposition)
+    }))
+    .await;
+    let mut ok = true;
+    for (record, disposition) in settled {
+        match disposition {
+            Disposition::Settled(_) => {}
+            // The entry checks every record it batches, so this is a foreign publisher's.
+            // If a sibling's commit fails too, the redelivery dead-letters it again.
+            Disposition::Invalid(invalid) => {
+                let mut headers = FieldTable::default();
+                headers.insert(
+                    ACCEPTED_AT.into(),
+                    AMQPValue::LongLongInt(record.accepted_at_us),
+                );
+                let properties = BasicProperties::default()
+                    .with_message_id(record.id.as_str().into())
+                    .with_headers(headers);
+                ok &= dead_letter(
+                    &record.payload,
+                    properties,
+                    config,
+                    channel,
+                    sink,
+                    invalid.code(),
+                )
+                .await;
+            }
+            Disposition::StoreFailed(_) => ok = false,
+        }
+    }
+    ok
+}
+
+/// Publishes a copy (`body` with `properties`) to the dead-letter exchange, with the reason
+/// in its headers, waits for the broker's confirm and books it; false when it failed.
+async fn dead_letter(
+    body: &[u8],
+    properties: BasicProperties,
+    config: &RabbitConfig,
+    channel: &Channel,
+    sink: &Sink,
     reason: &str,
-) -> Result<(), String> {
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+) -> bool {
+    let mut headers = properties.headers().clone().unwrap_or_default();
     headers.insert(
         DEAD_LETTER_REASON.into(),
         AMQPValue::LongString(reason.into()),
@@ -454,25 +580,29 @@ async fn dead_letter(
         "x-original-queue".into(),
         AMQPValue::LongString(config.queue.as_str().into()),
     );
-    let properties = delivery
-        .properties
-        .clone()
-        .with_delivery_mode(2)
-        .with_headers(headers);
-    let confirm = channel
-        .basic_publish(
-            config.dead_letter.as_str().into(),
-            ShortString::from(""),
-            BasicPublishOptions::default(),
-            &delivery.data,
-            properties,
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .await
-        .map_err(|e| e.to_string())?;
-    match confirm {
-        Confirmation::Ack(_) => Ok(()),
-        other => Err(format!("the broker did not confirm it ({other:?})")),
-    }
+    let properties = properties.with_delivery_mode(2).with_headers(headers);
+    let published = async {
+        channel
+            .basic_publish(
+                config.dead_letter.as_str().into(),
+                ShortString::from(""),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let error = match published.await {
+        Ok(Confirmation::Ack(_)) => {
+            sink.dead_lettered(Route::Rabbitmq);
+            return true;
+        }
+        Ok(other) => format!("the broker did not confirm it ({other:?})"),
+        Err(error) => error,
+    };
+    tracing::error!(queue = %config.dead_letter, "dead-lettering failed, requeueing: {error}");
+    false
 }
