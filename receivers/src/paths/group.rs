@@ -28,6 +28,16 @@ pub struct GroupLimits {
     pub max_bytes: usize,
 }
 
+/// The broker paths' limits.
+pub const BROKER_LIMITS: GroupLimits = GroupLimits {
+    // Publishes awaiting their acks at once; records queue behind them.
+    sends_in_flight: 4,
+    max_records: 256,
+    // A record's own limit (`--body-limit`, 64 KiB by default): a message then holds no
+    // more than one record could, so the consumers' prefetch still bounds their memory.
+    max_bytes: 64 * 1024,
+};
+
 struct Queued {
     record: Record,
     answer: oneshot::Sender<Result<Accepted, PublishError>>,

@@ -26,7 +26,7 @@ use proto::ingest::RecordBatch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::group::{Group, GroupLimits, SendGroup, record_batch};
+use super::group::{BROKER_LIMITS, Group, SendGroup, record_batch};
 use super::{Accepted, Disposition, PublishError, Publisher, Received, Sink, keep_running};
 use crate::record::{Record, digest, now_us};
 use crate::redact::redact;
@@ -196,13 +196,6 @@ pub struct NatsPublisher {
     group: Group,
 }
 
-/// Publishes awaiting their PublishAcks at once; records queue behind them.
-const PUBLISHES_IN_FLIGHT: usize = 4;
-/// Records in one message at most, and their bytes: under the server's default maximum
-/// payload (1 MiB).
-const MAX_RECORDS_PER_MESSAGE: usize = 256;
-const MAX_BYTES_PER_MESSAGE: usize = 512 * 1024;
-
 struct NatsSender {
     client: async_nats::Client,
     js: jetstream::Context,
@@ -221,12 +214,7 @@ impl NatsPublisher {
             config,
             stream_ready: std::sync::atomic::AtomicBool::new(false),
         });
-        let limits = GroupLimits {
-            sends_in_flight: PUBLISHES_IN_FLIGHT,
-            max_records: MAX_RECORDS_PER_MESSAGE,
-            max_bytes: MAX_BYTES_PER_MESSAGE,
-        };
-        let group = Group::start(Route::Nats, sender.clone(), limits);
+        let group = Group::start(Route::Nats, sender.clone(), BROKER_LIMITS);
         NatsPublisher { sender, group }
     }
 }

@@ -28,7 +28,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::group::{Group, GroupLimits, SendGroup, record_batch};
+use super::group::{BROKER_LIMITS, Group, SendGroup, record_batch};
 use super::{
     Accepted, Backoff, Disposition, PublishError, Publisher, Received, Sink, keep_running,
 };
@@ -157,12 +157,6 @@ pub struct RabbitPublisher {
     group: Group,
 }
 
-/// Publishes awaiting their confirms at once; records queue behind them.
-const PUBLISHES_IN_FLIGHT: usize = 4;
-/// Records in one message at most, and their bytes.
-const MAX_RECORDS_PER_MESSAGE: usize = 256;
-const MAX_BYTES_PER_MESSAGE: usize = 512 * 1024;
-
 struct RabbitSender {
     channel: watch::Receiver<Option<Channel>>,
     /// A failed publish wakes the maintainer so it reconnects without waiting for an event.
@@ -203,12 +197,7 @@ impl RabbitPublisher {
             broken,
             queue,
         });
-        let limits = GroupLimits {
-            sends_in_flight: PUBLISHES_IN_FLIGHT,
-            max_records: MAX_RECORDS_PER_MESSAGE,
-            max_bytes: MAX_BYTES_PER_MESSAGE,
-        };
-        let group = Group::start(Route::Rabbitmq, sender.clone(), limits);
+        let group = Group::start(Route::Rabbitmq, sender.clone(), BROKER_LIMITS);
         RabbitPublisher { sender, group }
     }
 }
