@@ -43,7 +43,8 @@ struct Queued {
     answer: oneshot::Sender<Result<Accepted, PublishError>>,
 }
 
-/// The entry's queue; the task that drains it ends when the queue is dropped.
+/// The entry's queue; the task that drains it ends when the queue is dropped. Unbounded,
+/// because the entry's in-flight permits (`--max-in-flight`) already bound what it holds.
 pub struct Group {
     route: Route,
     queue: mpsc::UnboundedSender<Queued>,

@@ -12,9 +12,8 @@
 //! a `RecordBatch` (header `Records`): group commit. The store's id check, not the broker,
 //! then catches a resend among them.
 
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, message::PublishMessage, publish::PublishAck, stream};
