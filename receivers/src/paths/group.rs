@@ -5,13 +5,15 @@
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
+use bytes::Bytes;
+use futures::future::{BoxFuture, join_all};
 use proto::ingest::{BatchedRecord, RecordBatch};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{Accepted, PublishError};
+use super::{Accepted, Disposition, PublishError, Received, Sink};
 use crate::record::Record;
 use crate::route::Route;
+use crate::stats::Stage;
 
 /// How a path sends a group: one result per record, in order.
 pub trait SendGroup: Send + Sync + 'static {
@@ -84,6 +86,45 @@ pub fn record_batch(records: Vec<Record>) -> RecordBatch {
             })
             .collect(),
     }
+}
+
+/// One record of a received batch, and what became of it.
+pub struct BatchOutcome {
+    pub id: String,
+    pub accepted_at_us: i64,
+    pub payload: Bytes,
+    pub disposition: Disposition,
+}
+
+/// The consumers' side of a batch: checks and stores every record at once, so the store
+/// commits them together, booking the message's hop for each.
+pub async fn receive_batch(
+    sink: &Sink,
+    route: Route,
+    batch: RecordBatch,
+    hop: Option<u64>,
+    redelivered: bool,
+) -> Vec<BatchOutcome> {
+    join_all(batch.records.into_iter().map(|record| async move {
+        if let Some(hop) = hop {
+            sink.stats.latency(route, Stage::Hop, hop);
+        }
+        let payload = Bytes::from(record.payload);
+        let received = Received {
+            id: Some(record.id.clone()),
+            payload: payload.clone(),
+            accepted_at_us: (record.accepted_at_us > 0).then_some(record.accepted_at_us),
+            redelivered,
+        };
+        let disposition = sink.receive(route, received, false).await;
+        BatchOutcome {
+            id: record.id,
+            accepted_at_us: record.accepted_at_us,
+            payload,
+            disposition,
+        }
+    }))
+    .await
 }
 
 /// Takes what has queued, up to the limits, each time a send may start. A record whose

@@ -19,13 +19,13 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, message::PublishMessage, publish::PublishAck, stream};
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::future::{BoxFuture, join_all};
+use futures::future::BoxFuture;
 use prost::Message as _;
 use proto::ingest::RecordBatch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::group::{BROKER_LIMITS, Group, SendGroup, record_batch};
+use super::group::{BROKER_LIMITS, BatchOutcome, Group, SendGroup, receive_batch, record_batch};
 use super::{Accepted, Disposition, PublishError, Publisher, Received, Sink, keep_running};
 use crate::record::{Record, digest, now_us};
 use crate::redact::redact;
@@ -478,23 +478,15 @@ async fn settle_batch(
         )
         .await;
     };
-    let settled = join_all(batch.records.into_iter().map(|record| async move {
-        if let Some(hop) = hop {
-            sink.stats.latency(Route::Nats, Stage::Hop, hop);
-        }
-        let payload = Bytes::from(record.payload);
-        let received = Received {
-            id: Some(record.id.clone()),
-            payload: payload.clone(),
-            accepted_at_us: (record.accepted_at_us > 0).then_some(record.accepted_at_us),
-            redelivered,
-        };
-        let disposition = sink.receive(Route::Nats, received, false).await;
-        (record.id, record.accepted_at_us, payload, disposition)
-    }))
-    .await;
+    let settled = receive_batch(sink, Route::Nats, batch, hop, redelivered).await;
     let mut settlement = Settlement::Stored;
-    for (id, accepted_at_us, payload, disposition) in settled {
+    for BatchOutcome {
+        id,
+        accepted_at_us,
+        payload,
+        disposition,
+    } in settled
+    {
         match disposition {
             Disposition::Settled(_) => {}
             // The entry checks every record it batches, so this is a foreign publisher's.

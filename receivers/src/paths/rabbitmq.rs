@@ -28,7 +28,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::group::{BROKER_LIMITS, Group, SendGroup, record_batch};
+use super::group::{BROKER_LIMITS, Group, SendGroup, receive_batch, record_batch};
 use super::{
     Accepted, Backoff, Disposition, PublishError, Publisher, Received, Sink, keep_running,
 };
@@ -505,23 +505,10 @@ async fn settle_batch(
         )
         .await;
     };
-    let settled = futures::future::join_all(batch.records.into_iter().map(|record| async move {
-        if let Some(hop) = hop {
-            sink.stats.latency(Route::Rabbitmq, Stage::Hop, hop);
-        }
-        let received = Received {
-            id: Some(record.id.clone()),
-            payload: record.payload.clone().into(),
-            accepted_at_us: (record.accepted_at_us > 0).then_some(record.accepted_at_us),
-            redelivered: delivery.redelivered,
-        };
-        let disposition = sink.receive(Route::Rabbitmq, received, false).await;
-        (record, disposition)
-    }))
-    .await;
+    let settled = receive_batch(sink, Route::Rabbitmq, batch, hop, delivery.redelivered).await;
     let mut ok = true;
-    for (record, disposition) in settled {
-        match disposition {
+    for record in settled {
+        match record.disposition {
             Disposition::Settled(_) => {}
             // The entry checks every record it batches, so this is a foreign publisher's.
             // If a sibling's commit fails too, the redelivery dead-letters it again.
