@@ -1,14 +1,17 @@
-//! Group commit at a broker path's entry: the records that queue while the path's earlier
-//! sends are in flight go out together in its next send. A broker that pays a fixed cost per
+//! Group commit at a broker path's entry: one send is in flight at a time, and the records
+//! that queue meanwhile go out together in the next. A broker that pays a fixed cost per
 //! message (the NATS server's fsync before its PublishAck) then pays it once for many
-//! records; when the path is idle a record goes alone, at once.
+//! records; when the path is idle a record goes alone, at once. One send at a time, as the
+//! store's writer commits one batch at a time: measured at 64 users against 2 and 4 in
+//! flight (README, bench-receivers), fewer and larger messages cost the brokers less per
+//! record, and a record's wait for the send ahead of it stays under one round trip.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, join_all};
 use proto::ingest::{BatchedRecord, RecordBatch};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Accepted, Disposition, PublishError, Received, Sink};
 use crate::record::Record;
@@ -23,8 +26,6 @@ pub trait SendGroup: Send + Sync + 'static {
 /// How much goes out at once.
 #[derive(Debug, Clone, Copy)]
 pub struct GroupLimits {
-    /// Sends in flight at most; records wait for one of them to finish.
-    pub sends_in_flight: usize,
     /// Records in one send at most, and their payload bytes (a record over it goes alone).
     pub max_records: usize,
     pub max_bytes: usize,
@@ -32,12 +33,6 @@ pub struct GroupLimits {
 
 /// The broker paths' limits.
 pub const BROKER_LIMITS: GroupLimits = GroupLimits {
-    // One publish awaiting its ack at a time, as the store's writer commits one batch at a
-    // time: records queue behind it and the next message carries them all. Measured at 64
-    // users against 2 and 4 in flight (README, bench-receivers): fewer, larger messages
-    // cost the brokers less per record, and a record's wait for the send ahead of it stays
-    // under one broker round trip.
-    sends_in_flight: 1,
     max_records: 256,
     // A record's own limit (`--body-limit`, 64 KiB by default): a message then holds no
     // more than one record could, so the consumers' prefetch still bounds their memory.
@@ -131,14 +126,13 @@ pub async fn receive_batch(
     .await
 }
 
-/// Takes what has queued, up to the limits, each time a send may start. A record whose
-/// caller stopped waiting (the entry's publish timeout answered 503) is not sent.
+/// Sends what has queued, up to the limits, once the send ahead of it is answered. A record
+/// whose caller stopped waiting (the entry's publish timeout answered 503) is not sent.
 async fn drain(
     sender: Arc<dyn SendGroup>,
     mut queued: mpsc::UnboundedReceiver<Queued>,
     limits: GroupLimits,
 ) {
-    let sends = Arc::new(Semaphore::new(limits.sends_in_flight));
     let mut held: Option<Queued> = None;
     loop {
         let first = match held.take() {
@@ -147,9 +141,6 @@ async fn drain(
                 Some(first) => first,
                 None => return,
             },
-        };
-        let Ok(permit) = Arc::clone(&sends).acquire_owned().await else {
-            return;
         };
         let mut bytes = first.record.payload.len();
         let mut group = vec![first];
@@ -166,16 +157,12 @@ async fn drain(
         if group.is_empty() {
             continue;
         }
-        let sender = Arc::clone(&sender);
-        tokio::spawn(async move {
-            let (records, answers): (Vec<Record>, Vec<_>) =
-                group.into_iter().map(|q| (q.record, q.answer)).unzip();
-            let results = sender.send(records).await;
-            for (answer, result) in answers.into_iter().zip(results) {
-                let _ = answer.send(result);
-            }
-            drop(permit);
-        });
+        let (records, answers): (Vec<Record>, Vec<_>) =
+            group.into_iter().map(|q| (q.record, q.answer)).unzip();
+        let results = sender.send(records).await;
+        for (answer, result) in answers.into_iter().zip(results) {
+            let _ = answer.send(result);
+        }
     }
 }
 
@@ -223,7 +210,6 @@ mod tests {
             sizes: Mutex::new(Vec::new()),
         });
         let limits = GroupLimits {
-            sends_in_flight: 1,
             max_records: 64,
             max_bytes: 1000,
         };

@@ -8,7 +8,7 @@
 //! through to the store, which counts it as a conflict instead of losing it silently.
 //!
 //! The server syncs every message to disk before its PublishAck, whatever its size, so the
-//! records that queue at the entry while earlier publishes await theirs go in one message,
+//! records that queue at the entry while its last publish awaits its ack go in one message,
 //! a `RecordBatch` (header `Records`): group commit. The store's id check, not the broker,
 //! then catches a resend among them.
 
@@ -187,7 +187,7 @@ pub async fn check_setup(
     Ok(())
 }
 
-/// The entry's side: records that queue while earlier publishes await their PublishAcks go
+/// The entry's side: records that queue while the last publish awaits its PublishAck go
 /// in one message (group commit), since the server syncs each message to disk before it
 /// acks, whatever its size.
 pub struct NatsPublisher {

@@ -4,7 +4,7 @@
 //! that fails the checks is published (confirmed) to the dead-letter exchange, whose queue
 //! a person can inspect, and is never stored. Both sides reconnect alone.
 //!
-//! The records that queue at the entry while earlier publishes await their confirms go in
+//! The records that queue at the entry while its last publish awaits its confirm go in
 //! one message, a `RecordBatch` (header `records`): group commit. The consumer checks,
 //! stores and dead-letters each of its records on its own.
 
@@ -150,7 +150,7 @@ async fn connection_broken(connection: &Connection) -> String {
 }
 
 /// The entry's side: publishes on the current confirm channel, kept by a maintainer task.
-/// Records that queue while earlier publishes await their confirms go in one message (group
+/// Records that queue while the last publish awaits its confirm go in one message (group
 /// commit): the broker's work is per message, whatever its size.
 pub struct RabbitPublisher {
     sender: Arc<RabbitSender>,
