@@ -83,7 +83,7 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub max_rps: Option<usize>,
 
-    /// Cap on requests in flight from this process, over as many kept-alive connections.
+    /// Cap on requests in flight from this process, and on the idle connections it keeps.
     /// A user that finds them all busy waits for one, and the wait is in its latency; the
     /// progress line says when that happens. It bounds loadgen's memory when thousands of
     /// users fall due at once (each connection costs about 35 KB)

@@ -104,7 +104,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
     );
     match connections::raise_open_files() {
         Ok(limit) => {
-            let note = connections::open_files_note(
+            let (fits, note) = connections::fit_to_open_files(
                 settings.max_connections,
                 settings.process_users(),
                 limit,
@@ -112,6 +112,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
             if let Some(note) = note {
                 eprintln!("{note}");
             }
+            settings.max_connections = fits;
         }
         Err(why) => eprintln!(
             "loadgen: could not raise the open-files limit ({why}); a run with more connections than `ulimit -n` allows will fail requests with \"Too many open files\""
