@@ -34,7 +34,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            // Goose warns once per failed request: thousands of lines a second when a target
+            // goes away. The report counts them by cause instead ("No HTTP answer").
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,goose::goose=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();

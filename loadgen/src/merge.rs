@@ -25,7 +25,7 @@ use crate::model::{
 };
 use crate::record::hlog::{self, Log};
 use crate::record::intervals::{
-    EncodedInterval, Recorded, SeriesKey, SeriesTotal, interval_latency, new_histogram,
+    EncodedInterval, Recorded, SeriesKey, SeriesTotal, count_error, interval_latency, new_histogram,
 };
 use crate::record::summary::Measurements;
 use crate::render::terminal;
@@ -260,6 +260,9 @@ fn add_counters(total: &mut SeriesTotal, row: &RequestStats) {
         if let Ok(code) = code.parse::<u16>() {
             *total.status_codes.entry(code).or_default() += n;
         }
+    }
+    for (cause, n) in &row.errors {
+        count_error(&mut total.errors, cause, *n);
     }
 }
 
@@ -547,5 +550,39 @@ mod tests {
             "the merged count is the sum of the workers'"
         );
         assert_eq!(total.max(), 700);
+    }
+
+    #[test]
+    fn the_workers_causes_of_no_answer_add_up() {
+        let row = |causes: &[(&str, u64)]| RequestStats {
+            name: "POST /".into(),
+            count: 10,
+            failures: causes.iter().map(|c| c.1).sum(),
+            error_rate: 0.0,
+            rps: 0.0,
+            latency_ms: crate::model::Latency::default(),
+            status_codes: BTreeMap::from([("0".into(), causes.iter().map(|c| c.1).sum())]),
+            errors: causes.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+        };
+        let mut total = SeriesTotal::default();
+        add_counters(
+            &mut total,
+            &row(&[("Connection refused (os error 111)", 3)]),
+        );
+        add_counters(
+            &mut total,
+            &row(&[
+                ("Connection refused (os error 111)", 2),
+                ("connection closed before message completed", 1),
+            ]),
+        );
+        assert_eq!(
+            total.errors,
+            BTreeMap::from([
+                ("Connection refused (os error 111)".to_string(), 5),
+                ("connection closed before message completed".to_string(), 1),
+            ])
+        );
+        assert_eq!((total.failures, total.status_codes[&0]), (6, 6));
     }
 }

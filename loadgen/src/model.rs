@@ -185,6 +185,10 @@ pub struct RequestStats {
     pub latency_ms: Latency,
     /// Responses per HTTP status code; 0 counts requests that got no response.
     pub status_codes: BTreeMap<String, u64>,
+    /// Requests that got no HTTP answer, by cause: the innermost error, such as
+    /// "Connection refused (os error 111)". Absent in reports older than it.
+    #[serde(default)]
+    pub errors: BTreeMap<String, u64>,
 }
 
 /// Milliseconds. All zero when there were no requests.

@@ -183,11 +183,15 @@ impl Replay {
         route: Option<contract::Route>,
         goose: &goose::metrics::GooseRequestMetric,
         sent: Sent,
+        error: Option<&str>,
     ) {
         let service = sent.at.elapsed();
         self.live.requests.fetch_add(1, Ordering::Relaxed);
         if !goose.success {
             self.live.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(cause) = error {
+            self.live.no_answer(cause);
         }
         let (response, lag) = match sent.intended {
             Some(intended) => (
@@ -204,6 +208,7 @@ impl Replay {
             response,
             service,
             lag,
+            error,
         });
     }
 
@@ -264,6 +269,7 @@ async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionRe
     let _slot = replay.connections.slot(&replay.live).await;
     let goose = user.request(request).await?;
     let accepted = (200..300).contains(&goose.request.status_code);
+    let cause = goose.response.as_ref().err().map(no_answer_cause);
     // The receivers name the route in every answer; reading the body also lets the
     // connection go back to the pool.
     let route = match goose.response {
@@ -275,9 +281,20 @@ async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionRe
         Err(_) => None,
     };
     // Timed to the answer's last byte: what a client of the target waits for.
-    replay.count(POST_NAME, route, &goose.request, sent_at);
+    replay.count(POST_NAME, route, &goose.request, sent_at, cause.as_deref());
     replay.sent.record(user_index, n, route, accepted);
     Ok(())
+}
+
+/// Why a request got no HTTP answer: the innermost error of the chain, which names the
+/// cause ("Connection refused (os error 111)", "Too many open files (os error 24)"), where
+/// reqwest's own message is "error sending request for url (...)" whatever it was.
+fn no_answer_cause(error: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
 
 /// The route a receivers' answer (201 or error) names, if it names one.
@@ -297,10 +314,14 @@ async fn get_root(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionResul
     };
     let _slot = replay.connections.slot(&replay.live).await;
     let response = user.get("/").await?;
-    if let Ok(body) = response.response {
-        let _ = body.bytes().await;
-    }
-    replay.count(GET_NAME, None, &response.request, sent_at);
+    let cause = match response.response {
+        Ok(body) => {
+            let _ = body.bytes().await;
+            None
+        }
+        Err(error) => Some(no_answer_cause(&error)),
+    };
+    replay.count(GET_NAME, None, &response.request, sent_at, cause.as_deref());
     Ok(())
 }
 

@@ -101,6 +101,85 @@ fn the_schema_rejects_a_report_with_a_missing_or_mistyped_field() {
 }
 
 #[test]
+fn requests_with_no_answer_are_counted_by_cause_not_logged_one_by_one() {
+    // A server that reads each request and hangs up without an answer.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+            });
+        }
+    });
+    let reports = tempfile::tempdir().unwrap();
+    let run = loadgen(
+        &[
+            "-u",
+            "2",
+            "-r",
+            "100",
+            "-t",
+            "2s",
+            "--mode",
+            "loop",
+            "--wait",
+            "5ms..5ms",
+            "--post-only",
+            "--no-reconcile",
+            "--progress-every",
+            "1",
+            "-H",
+            &url,
+        ],
+        reports.path(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = read_json(&run_dir(reports.path()).join("loadgen.json"));
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let post = common::post_row(&report);
+    let failures = post["failures"].as_u64().unwrap();
+    assert!(failures >= 10, "{failures} failures");
+    let errors = post["errors"].as_object().expect("an errors object");
+    // Every failure got no answer, and each is counted under its cause, not reqwest's
+    // "error sending request for url (...)", which says nothing of it.
+    assert_eq!(
+        errors.values().map(|n| n.as_u64().unwrap()).sum::<u64>(),
+        failures,
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .keys()
+            .all(|cause| !cause.is_empty() && !cause.contains("error sending request")),
+        "{errors:?}"
+    );
+    let top = errors
+        .iter()
+        .max_by_key(|(_, n)| n.as_u64())
+        .map(|(cause, _)| cause.clone())
+        .unwrap();
+    assert!(
+        run.stdout.contains("No HTTP answer") && run.stdout.contains(&top),
+        "{}",
+        run.stdout
+    );
+    // The progress line says why while the run goes on; Goose's warning per failed request
+    // is not on stderr: a run against a target that went away wrote thousands a second.
+    assert!(
+        run.stderr.contains("with no HTTP answer, the last: ")
+            && !run.stderr.contains("error sending request"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn run_time_counts_from_the_first_user_and_stops_the_run() {
     let target = Target::start();
     let reports = tempfile::tempdir().unwrap();

@@ -441,6 +441,7 @@ mod tests {
                     ..Latency::default()
                 },
                 status_codes: BTreeMap::new(),
+                errors: BTreeMap::new(),
             },
             histogram,
         }

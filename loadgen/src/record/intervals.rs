@@ -90,6 +90,26 @@ pub struct SeriesTotal {
     pub sum_us: u64,
     /// Responses per HTTP status code; 0 for no response.
     pub status_codes: BTreeMap<u16, u64>,
+    /// Requests that got no HTTP answer, by cause (see `count_error`).
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// Distinct causes kept per series: a target that fails in ever new words cannot grow the
+/// report (or the recorder's lock hold) without bound; the rest share one row.
+pub const MAX_ERROR_KINDS: usize = 20;
+
+/// The row that counts the causes past `MAX_ERROR_KINDS`.
+pub const OTHER_ERRORS: &str = "(other causes)";
+
+/// Counts `n` requests that failed for `cause` into `errors`.
+pub fn count_error(errors: &mut BTreeMap<String, u64>, cause: &str, n: u64) {
+    if let Some(count) = errors.get_mut(cause) {
+        *count += n;
+    } else if errors.len() < MAX_ERROR_KINDS {
+        errors.insert(cause.to_string(), n);
+    } else {
+        *errors.entry(OTHER_ERRORS.to_string()).or_default() += n;
+    }
 }
 
 impl Default for SeriesTotal {
@@ -99,6 +119,7 @@ impl Default for SeriesTotal {
             failures: 0,
             sum_us: 0,
             status_codes: BTreeMap::new(),
+            errors: BTreeMap::new(),
         }
     }
 }
@@ -143,6 +164,8 @@ pub struct Sample<'a> {
     pub service: Duration,
     /// Open model only: actual send minus intended send.
     pub lag: Option<Duration>,
+    /// Why no HTTP answer came, when none did.
+    pub error: Option<&'a str>,
 }
 
 impl Sample<'_> {
@@ -162,6 +185,7 @@ impl Sample<'_> {
             response: elapsed,
             service: elapsed,
             lag: None,
+            error: None,
         }
     }
 }
@@ -198,6 +222,9 @@ impl Recorder {
             let total = state.recorded.totals.entry(key.clone()).or_default();
             total.sum_us += value;
             *total.status_codes.entry(sample.status).or_default() += 1;
+            if let Some(cause) = sample.error {
+                count_error(&mut total.errors, cause, 1);
+            }
             if !sample.success {
                 total.failures += 1;
             }
@@ -316,6 +343,37 @@ mod tests {
             assert_eq!(SeriesKey::from_tag(&tag), Some(key));
         }
         assert_eq!(SeriesKey::from_tag("other:x"), None);
+    }
+
+    #[test]
+    fn causes_are_counted_and_capped_with_the_rest_in_one_row() {
+        let recorder = Recorder::new(Instant::now(), Duration::from_secs(1));
+        fn failed(cause: &str) -> Sample<'_> {
+            Sample {
+                error: Some(cause),
+                ..Sample::closed("POST /", None, 0, false, Duration::from_millis(1))
+            }
+        }
+        for _ in 0..3 {
+            recorder.record(failed("Connection refused (os error 111)"));
+        }
+        for i in 0..MAX_ERROR_KINDS + 5 {
+            recorder.record(failed(&format!("cause {i}")));
+        }
+        recorder.record(Sample::closed(
+            "POST /",
+            None,
+            201,
+            true,
+            Duration::from_millis(1),
+        ));
+        let recorded = recorder.finish();
+        let errors = &recorded.totals[&SeriesKey::request("POST /")].errors;
+        assert_eq!(errors["Connection refused (os error 111)"], 3);
+        assert_eq!(errors.len(), MAX_ERROR_KINDS + 1, "{errors:?}");
+        // 1 distinct cause plus 19 more fit; the other 6 share a row.
+        assert_eq!(errors[OTHER_ERRORS], 6);
+        assert_eq!(errors.values().sum::<u64>(), 3 + MAX_ERROR_KINDS as u64 + 5);
     }
 
     #[test]

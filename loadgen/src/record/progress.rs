@@ -2,8 +2,8 @@
 //! turns them into the report's timeline and the terminal's progress lines. In the open
 //! model it also samples the schedule: requested, sent, late and dropped per second.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -23,6 +23,10 @@ pub struct Live {
     pub sent: AtomicU64,
     /// Requests that waited for one of the `--max-connections` slots.
     pub waited_for_connection: AtomicU64,
+    /// Requests that got no HTTP answer, and the cause of the last one, for the progress
+    /// line: the report counts them by cause, but only at the end.
+    pub no_answer: AtomicU64,
+    pub last_no_answer: Mutex<String>,
 }
 
 /// Running totals at one moment.
@@ -35,6 +39,7 @@ struct Totals {
     late: u64,
     dropped: u64,
     waited: u64,
+    no_answer: u64,
 }
 
 impl Live {
@@ -49,7 +54,32 @@ impl Live {
             late: schedule.map_or(0, |s| s.late.load(Ordering::Relaxed)),
             dropped: schedule.map_or(0, |s| s.dropped.load(Ordering::Relaxed)),
             waited: self.waited_for_connection.load(Ordering::Relaxed),
+            no_answer: self.no_answer.load(Ordering::Relaxed),
         }
+    }
+
+    /// Counts a request that got no HTTP answer, for `cause`.
+    pub fn no_answer(&self, cause: &str) {
+        self.no_answer.fetch_add(1, Ordering::Relaxed);
+        let mut last = self
+            .last_no_answer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *last != cause {
+            cause.clone_into(&mut last);
+        }
+    }
+
+    /// The progress line's note on `n` requests with no answer since the last line.
+    fn no_answer_note(&self, n: u64) -> String {
+        if n == 0 {
+            return String::new();
+        }
+        let last = self
+            .last_no_answer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        format!("; {n} with no HTTP answer, the last: {last}")
     }
 }
 
@@ -134,8 +164,9 @@ impl Sampler {
                     };
                     last_cpu = cpu;
                     let waited = waited_note(now.waited - last_print.1.waited, max_connections);
+                    let no_answer = live.no_answer_note(now.no_answer - last_print.1.no_answer);
                     eprintln!(
-                        "[{:>5}s] users {}/{target_users} | requests {} ({} failed) | {rate:.1} req/s{open}{bound}{waited}",
+                        "[{:>5}s] users {}/{target_users} | requests {} ({} failed{no_answer}) | {rate:.1} req/s{open}{bound}{waited}",
                         started.elapsed().as_secs(),
                         now.users,
                         now.requests,

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 
 use crate::model::{Latency, RequestStats, SeriesKind};
 use crate::record::hlog::Log;
-use crate::record::intervals::{Recorded, SeriesTotal, new_histogram};
+use crate::record::intervals::{Recorded, SeriesTotal, count_error, new_histogram};
 
 /// One series' figures and the histogram behind them (microseconds).
 #[derive(Debug, Clone)]
@@ -155,6 +155,9 @@ fn add_total(sum: &mut SeriesTotal, total: &SeriesTotal) {
     for (code, n) in &total.status_codes {
         *sum.status_codes.entry(*code).or_default() += n;
     }
+    for (cause, n) in &total.errors {
+        count_error(&mut sum.errors, cause, *n);
+    }
 }
 
 fn measure(name: &str, total: &SeriesTotal, duration_secs: f64) -> Measured {
@@ -197,6 +200,7 @@ fn measure(name: &str, total: &SeriesTotal, duration_secs: f64) -> Measured {
             },
             latency_ms: latency,
             status_codes,
+            errors: total.errors.clone(),
         },
         histogram: if count == 0 {
             new_histogram()

@@ -404,6 +404,17 @@ fn requests(report: &LoadgenReport) -> Markup {
                 (row(report.aggregate.name.clone(), &report.aggregate))
                 @for r in &report.routes { (row(format!("route {}", r.name), r)) }
             }
+            @if report.requests.iter().any(|r| !r.errors.is_empty()) {
+                h3 { "No HTTP answer" }
+                table {
+                    tr { th { "request" } th { "count" } th { "cause" } }
+                    @for r in &report.requests {
+                        @for (cause, n) in &r.errors {
+                            tr { td { (r.name) } td { (n) } td { (cause) } }
+                        }
+                    }
+                }
+            }
         }
     }
 }

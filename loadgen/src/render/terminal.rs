@@ -36,10 +36,37 @@ pub fn requests(report: &LoadgenReport) -> String {
             ms(l.max)
         ));
     }
+    out.push_str(&no_answer(report));
     if let Some(open) = &report.open {
         out.push_str(&open_model(open));
     }
     out.push('\n');
+    out
+}
+
+/// The failed requests that got no HTTP answer, by cause, most frequent first (Locust's
+/// failures table); empty when every request was answered.
+fn no_answer(report: &LoadgenReport) -> String {
+    let mut rows: Vec<(&str, &str, u64)> = report
+        .requests
+        .iter()
+        .flat_map(|row| {
+            row.errors
+                .iter()
+                .map(|(cause, n)| (row.name.as_str(), cause.as_str(), *n))
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.cmp(b)));
+    let mut out = format!(
+        "\nNo HTTP answer\n{:<16} {:>9}  cause\n",
+        "request", "count"
+    );
+    for (name, cause, n) in rows {
+        out.push_str(&format!("{name:<16} {n:>9}  {cause}\n"));
+    }
     out
 }
 
