@@ -74,6 +74,12 @@ pub struct Cli {
     #[arg(long, value_name = "TIME", default_value = "1s")]
     pub interval: String,
 
+    /// How long a request may wait for its whole answer before it fails with "operation
+    /// timed out". Once --run-time is reached, the run ends when the requests in flight are
+    /// answered or time out, so this is also how far a run can outlast its run time
+    #[arg(long, value_name = "TIME", default_value = "60s")]
+    pub request_timeout: String,
+
     /// Stop the run as soon as a rule fails (checked every second once all users run)
     #[arg(long)]
     pub abort_on_fail: bool,
@@ -354,6 +360,7 @@ pub struct Settings {
     pub progress_every: Duration,
     pub max_rps: Option<usize>,
     pub max_connections: usize,
+    pub request_timeout: Duration,
     pub post_only: bool,
     /// Empty when --no-reconcile.
     pub receivers: Vec<url::Url>,
@@ -469,6 +476,16 @@ impl Cli {
             }
             Err(error) => return usage(format!("--interval: {error}")),
         };
+        let request_timeout = match parse_span(&self.request_timeout, BareUnit::Seconds) {
+            Ok(span) if span >= Duration::from_millis(1) => span,
+            Ok(_) => {
+                return usage(format!(
+                    "--request-timeout {}: it must be at least 1ms, such as 10s",
+                    self.request_timeout
+                ));
+            }
+            Err(error) => return usage(format!("--request-timeout: {error}")),
+        };
         if rules.iter().any(|r| r.rule.relative) && self.calibration.is_empty() {
             let relative: Vec<&str> = rules
                 .iter()
@@ -500,6 +517,7 @@ impl Cli {
             progress_every: Duration::from_secs(self.progress_every.max(1)),
             max_rps: self.max_rps,
             max_connections: self.max_connections,
+            request_timeout,
             post_only: self.post_only,
             receivers,
             drain_timeout,

@@ -20,10 +20,6 @@ use crate::record::progress::Live;
 /// still gets 10,000 req/s through it.
 pub const DEFAULT_MAX: usize = 1024;
 
-/// How long a request may take: Goose's default, which the users had before loadgen built
-/// their client.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Files a run holds besides its connections (reports, the traffic file, the runtime's
 /// own), with room to spare.
 const OTHER_FILES: u64 = 64;
@@ -63,11 +59,12 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// A pool of at most `max` connections; the command line makes sure `max` is at least 1.
-    pub fn new(max: usize) -> Result<Connections, reqwest::Error> {
+    /// A pool of at most `max` connections whose requests fail after `timeout` without
+    /// their whole answer; the command line makes sure `max` is at least 1.
+    pub fn new(max: usize, timeout: Duration) -> Result<Connections, reqwest::Error> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("loadgen/", env!("CARGO_PKG_VERSION")))
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(timeout)
             // A connection the pool cannot keep is closed when its request is done: the
             // ones opened to race a busy pool (hyper opens one while it waits for an idle
             // one) would otherwise pile up beyond the cap.
@@ -112,7 +109,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_beyond_the_cap_waits_for_a_slot_and_is_counted() {
-        let connections = Connections::new(2).unwrap();
+        let connections = Connections::new(2, Duration::from_secs(60)).unwrap();
         let live = Live::default();
         let first = connections.slot(&live).await;
         let _second = connections.slot(&live).await;
@@ -149,7 +146,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn taking_slots_gives_the_thread_back_to_other_tasks() {
         // As a user whose requests fail at once does: slot after slot, never waiting.
-        let connections = Connections::new(4).unwrap();
+        let connections = Connections::new(4, Duration::from_secs(60)).unwrap();
         let live = Live::default();
         let other_ran = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&other_ran);

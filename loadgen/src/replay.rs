@@ -344,7 +344,7 @@ mod tests {
             worker: None,
             schedule: None,
             throttle: None,
-            connections: Connections::new(4).unwrap(),
+            connections: Connections::new(4, Duration::from_secs(60)).unwrap(),
         }
     }
 

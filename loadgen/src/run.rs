@@ -166,7 +166,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         throttle: settings
             .max_rps
             .map(|rps| Throttle::new(rps as f64 / settings.worker.map_or(1, |w| w.count) as f64)),
-        connections: Connections::new(settings.max_connections)
+        connections: Connections::new(settings.max_connections, settings.request_timeout)
             .map_err(|e| LoadgenError::Goose(format!("cannot build the HTTP client: {e}")))?,
     });
     // In the open model users wait for tickets, not a think time.
@@ -213,9 +213,14 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
         settings.max_connections,
     );
     let timed_out = Arc::new(AtomicBool::new(false));
-    let timer = settings
-        .run_time
-        .map(|limit| spawn_run_timer(limit, Arc::clone(&timed_out)));
+    let timer = settings.run_time.map(|limit| {
+        spawn_run_timer(
+            limit,
+            Arc::clone(&timed_out),
+            Arc::clone(&live),
+            settings.request_timeout,
+        )
+    });
     let result = attack.execute().await;
     if let Some(timer) = timer {
         timer.abort();
@@ -605,11 +610,29 @@ fn goose_outcome(result: Result<GooseMetrics, GooseError>) -> Result<(), Loadgen
 
 /// Locust's --run-time counts from the first user's start, ramp-up included; Goose's
 /// counts after it, so loadgen keeps the clock and stops Goose through its killswitch.
-fn spawn_run_timer(limit: Duration, fired: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+fn spawn_run_timer(
+    limit: Duration,
+    fired: Arc<AtomicBool>,
+    live: Arc<Live>,
+    request_timeout: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         tokio::time::sleep(limit).await;
         fired.store(true, Ordering::SeqCst);
         goose::trigger_killswitch("--run-time reached");
+        // Users stop between requests, so the run outlasts its run time by the slowest
+        // request in flight: say so, or a target that stopped answering looks like a hang.
+        let in_flight = live
+            .sent
+            .load(Ordering::Relaxed)
+            .saturating_sub(live.requests.load(Ordering::Relaxed));
+        if in_flight > 0 {
+            eprintln!(
+                "loadgen: --run-time reached; waiting for the {in_flight} request{} in flight to be answered or to time out (at most --request-timeout {})",
+                if in_flight == 1 { "" } else { "s" },
+                crate::duration::format_ms(request_timeout.as_secs_f64() * 1000.0)
+            );
+        }
     })
 }
 

@@ -71,6 +71,14 @@ fn bad_flags_are_refused_before_anything_is_sent() {
     refused(&["--mode", "sideways"], &["--mode"]);
     refused(&["--threads", "0"], &["--threads", "0"]);
     refused(&["--max-connections", "0"], &["--max-connections", "0"]);
+    refused(
+        &["--request-timeout", "0s"],
+        &["--request-timeout 0s", "at least 1ms"],
+    );
+    refused(
+        &["--request-timeout", "soon"],
+        &["--request-timeout", "soon"],
+    );
 }
 
 #[test]

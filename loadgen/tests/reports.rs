@@ -180,6 +180,58 @@ fn requests_with_no_answer_are_counted_by_cause_not_logged_one_by_one() {
 }
 
 #[test]
+fn a_target_that_never_answers_holds_the_end_of_the_run_only_for_the_request_timeout() {
+    // A server that takes connections and never answers.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let reports = tempfile::tempdir().unwrap();
+    let run = loadgen(
+        &[
+            "-u",
+            "2",
+            "-r",
+            "100",
+            "-t",
+            "1s",
+            "--mode",
+            "loop",
+            "--post-only",
+            "--no-reconcile",
+            "--request-timeout",
+            "3s",
+            "-H",
+            &url,
+        ],
+        reports.path(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("waiting for the 2 requests in flight to be answered or to time out (at most --request-timeout 3s)"),
+        "{}",
+        run.stderr
+    );
+    let report = read_json(&run_dir(reports.path()).join("loadgen.json"));
+    assert_eq!(report["ended_by"], "run-time");
+    // With the default of 60 s the run took 60 s, its 1 s run time notwithstanding.
+    let duration = report["duration_secs"].as_f64().unwrap();
+    assert!((3.0..30.0).contains(&duration), "ran {duration}s");
+    let post = common::post_row(&report);
+    assert_eq!(post["failures"].as_u64(), Some(2));
+    assert_eq!(post["errors"]["operation timed out"].as_u64(), Some(2));
+}
+
+#[test]
 fn run_time_counts_from_the_first_user_and_stops_the_run() {
     let target = Target::start();
     let reports = tempfile::tempdir().unwrap();
