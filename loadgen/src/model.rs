@@ -117,6 +117,9 @@ pub struct SettingsRecord {
     /// Seconds per histogram interval in the `.hlog` and the latency timeline.
     #[serde(default = "one_second")]
     pub interval_secs: f64,
+    /// `--request-timeout`, in seconds; absent in reports older than the flag (60 s then).
+    #[serde(default)]
+    pub request_timeout_secs: Option<f64>,
     /// Set when this process was one worker of several (`--worker I/N`); `users` and
     /// `hatch_rate` above are then the whole run's, and this worker ran its share.
     #[serde(default, skip_serializing_if = "Option::is_none")]

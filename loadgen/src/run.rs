@@ -334,6 +334,7 @@ pub async fn run(mut settings: Settings) -> Result<Outcome, LoadgenError> {
             seed: settings.seed,
             git_commit: git_commit(),
             interval_secs: settings.interval.as_secs_f64(),
+            request_timeout_secs: Some(settings.request_timeout.as_secs_f64()),
             worker: settings.worker.map(|w| WorkerRecord {
                 index: w.index,
                 count: w.count,

@@ -223,6 +223,10 @@ fn a_target_that_never_answers_holds_the_end_of_the_run_only_for_the_request_tim
     );
     let report = read_json(&run_dir(reports.path()).join("loadgen.json"));
     assert_eq!(report["ended_by"], "run-time");
+    assert_eq!(
+        report["settings"]["request_timeout_secs"].as_f64(),
+        Some(3.0)
+    );
     // With the default of 60 s the run took 60 s, its 1 s run time notwithstanding.
     let duration = report["duration_secs"].as_f64().unwrap();
     assert!((3.0..30.0).contains(&duration), "ran {duration}s");

@@ -106,6 +106,11 @@ fn settings(report: &LoadgenReport) -> Markup {
         ("seed", s.seed.map_or("random".into(), |v| v.to_string())),
         ("histogram interval", format!("{} s", s.interval_secs)),
         (
+            "request timeout",
+            s.request_timeout_secs
+                .map_or("60 s".into(), |t| format!("{t} s")),
+        ),
+        (
             "git commit",
             s.git_commit.clone().unwrap_or_else(|| "unknown".into()),
         ),
