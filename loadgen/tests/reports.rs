@@ -100,21 +100,32 @@ fn the_schema_rejects_a_report_with_a_missing_or_mistyped_field() {
     assert!(!schema_errors(&report).is_empty());
 }
 
-#[test]
-fn requests_with_no_answer_are_counted_by_cause_not_logged_one_by_one() {
-    // A server that reads each request and hangs up without an answer.
+/// A TCP server on loopback that is not HTTP: each connection goes to `on_connection`. It
+/// stops when the returned runtime is dropped.
+fn raw_server<F, Fut>(on_connection: F) -> (tokio::runtime::Runtime, String)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     runtime.spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
-            });
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(on_connection(stream));
         }
+    });
+    (runtime, url)
+}
+
+#[test]
+fn requests_with_no_answer_are_counted_by_cause_not_logged_one_by_one() {
+    // A server that reads each request and hangs up without an answer.
+    let (_server, url) = raw_server(|mut stream| async move {
+        let mut buf = [0u8; 4096];
+        let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
     });
     let reports = tempfile::tempdir().unwrap();
     let run = loadgen(
@@ -181,17 +192,10 @@ fn requests_with_no_answer_are_counted_by_cause_not_logged_one_by_one() {
 
 #[test]
 fn a_target_that_never_answers_holds_the_end_of_the_run_only_for_the_request_timeout() {
-    // A server that takes connections and never answers.
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    runtime.spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
+    // A server that holds each connection open and never answers.
+    let (_server, url) = raw_server(|stream| async move {
+        std::future::pending::<()>().await;
+        drop(stream);
     });
     let reports = tempfile::tempdir().unwrap();
     let run = loadgen(
