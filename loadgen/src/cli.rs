@@ -466,26 +466,9 @@ impl Cli {
                     .with_timezone(&chrono::Utc),
             ),
         };
-        let interval = match parse_span(&self.interval, BareUnit::Seconds) {
-            Ok(span) if span >= Duration::from_millis(10) => span,
-            Ok(_) => {
-                return usage(format!(
-                    "--interval {}: it must be at least 10ms, such as 1s",
-                    self.interval
-                ));
-            }
-            Err(error) => return usage(format!("--interval: {error}")),
-        };
-        let request_timeout = match parse_span(&self.request_timeout, BareUnit::Seconds) {
-            Ok(span) if span >= Duration::from_millis(1) => span,
-            Ok(_) => {
-                return usage(format!(
-                    "--request-timeout {}: it must be at least 1ms, such as 10s",
-                    self.request_timeout
-                ));
-            }
-            Err(error) => return usage(format!("--request-timeout: {error}")),
-        };
+        let interval = span_at_least("--interval", &self.interval, "10ms", "1s")?;
+        let request_timeout =
+            span_at_least("--request-timeout", &self.request_timeout, "1ms", "10s")?;
         if rules.iter().any(|r| r.rule.relative) && self.calibration.is_empty() {
             let relative: Vec<&str> = rules
                 .iter()
@@ -602,6 +585,24 @@ impl Cli {
             max_users,
             drop_late,
         }))
+    }
+}
+
+/// The time `text` given to `flag` (a bare number is seconds), refused when shorter than
+/// `min`, with `example` as a value that would do.
+fn span_at_least(
+    flag: &str,
+    text: &str,
+    min: &str,
+    example: &str,
+) -> Result<Duration, LoadgenError> {
+    let least = parse_span(min, BareUnit::Seconds).expect("the minimum is a valid time");
+    match parse_span(text, BareUnit::Seconds) {
+        Ok(span) if span >= least => Ok(span),
+        Ok(_) => Err(LoadgenError::Usage(format!(
+            "{flag} {text}: it must be at least {min}, such as {example}"
+        ))),
+        Err(error) => Err(LoadgenError::Usage(format!("{flag}: {error}"))),
     }
 }
 

@@ -59,8 +59,9 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// A pool of at most `max` connections whose requests fail after `timeout` without
-    /// their whole answer; the command line makes sure `max` is at least 1.
+    /// A pool of at most `max` requests in flight (and `max` idle connections) whose
+    /// requests fail after `timeout` without their whole answer; the command line makes
+    /// sure `max` is at least 1.
     pub fn new(max: usize, timeout: Duration) -> Result<Connections, reqwest::Error> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("loadgen/", env!("CARGO_PKG_VERSION")))
