@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::post;
-use clap::Parser;
 use futures::future::BoxFuture;
 use proto::ingest::ingest_server::{Ingest, IngestServer};
 use proto::ingest::{StoreReply, StoreRequest};
@@ -22,11 +21,10 @@ use receivers::entry::{Entry, post_record};
 use receivers::paths::grpc::GrpcPublisher;
 use receivers::paths::{Accepted, PublishError, Publisher};
 use receivers::record::Record;
-use receivers::serve::{Limits, serve};
+use receivers::serve::serve;
 use receivers::stats::Stats;
 use receivers::{Config, Route};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// Accepts every record at once: the entry alone.
@@ -84,12 +82,8 @@ async fn main() {
         _ => usage("an address and a mode are needed"),
     };
     // The receivers' own defaults, so the limits and timeouts are theirs.
-    let config = Config::parse_from(["floor"]);
-    let limits = Limits {
-        header_read_timeout: config.header_read_timeout,
-        idle_timeout: config.idle_timeout,
-        max_connections: config.max_connections,
-    };
+    let config = Config::defaults();
+    let limits = config.limits();
     let stop = CancellationToken::new();
     let publisher: Arc<dyn Publisher> = match (mode, args.get(2)) {
         ("entry", None) => Arc::new(AcceptAll),
@@ -105,24 +99,15 @@ async fn main() {
                 stop.clone(),
                 config.shutdown_timeout,
             ));
-            let deadline = std::time::Duration::from_millis(config.publish_timeout_ms);
-            match GrpcPublisher::new(&format!("http://{grpc_addr}"), deadline) {
+            match GrpcPublisher::new(&format!("http://{grpc_addr}"), config.publish_timeout()) {
                 Ok(publisher) => Arc::new(publisher),
                 Err(why) => usage(&why),
             }
         }
         _ => usage(&format!("mode {mode:?} with {} arguments", args.len())),
     };
-    let entry = Arc::new(Entry {
-        publisher,
-        stats: Arc::new(Stats::start("floor".into(), vec![Route::Grpc])),
-        permits: Arc::new(Semaphore::new(config.max_in_flight)),
-        max_in_flight: config.max_in_flight,
-        body_limit: config.body_limit,
-        body_read_timeout: config.body_read_timeout,
-        publish_timeout: std::time::Duration::from_millis(config.publish_timeout_ms),
-        slowdown: 1.0,
-    });
+    let stats = Arc::new(Stats::start("floor".into(), vec![Route::Grpc]));
+    let entry = Arc::new(Entry::new(publisher, stats, &config));
     let listener = listen(addr).await;
     eprintln!("floor: the entry listens on http://{addr}, mode {mode}");
     let app = Router::new().route("/", post(post_record).with_state(entry));

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -98,12 +97,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         stats: Arc::clone(&stats),
         body_limit: config.body_limit,
     };
-    let publish_timeout = Duration::from_millis(config.publish_timeout_ms);
-    let limits = Limits {
-        header_read_timeout: config.header_read_timeout,
-        idle_timeout: config.idle_timeout,
-        max_connections: config.max_connections,
-    };
+    let publish_timeout = config.publish_timeout();
+    let limits = config.limits();
 
     let stop = CancellationToken::new();
     // The store side stops only after every HTTP request has been answered.
@@ -212,16 +207,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             };
             let listener = bind(addr, &format!("{route} entry"), flag).await?;
             addrs.entries.push((route, listener.local_addr()?));
-            let entry = Arc::new(Entry {
-                publisher: Arc::clone(publisher),
-                stats: Arc::clone(&stats),
-                permits: Arc::new(Semaphore::new(config.max_in_flight)),
-                max_in_flight: config.max_in_flight,
-                body_limit: config.body_limit,
-                body_read_timeout: config.body_read_timeout,
-                publish_timeout,
-                slowdown: config.test_slowdown,
-            });
+            let entry = Arc::new(Entry::new(
+                Arc::clone(publisher),
+                Arc::clone(&stats),
+                &config,
+            ));
             entries.push(Arc::clone(&entry));
             let app = entry_app(entry, Arc::clone(&read_state));
             servers.push(spawn_server(listener, app, limits, &stop, &config));
@@ -374,7 +364,7 @@ fn front_door(config: &Config, entries: &[Arc<Entry>]) -> anyhow::Result<Balance
     for (route, hop) in upstreams {
         weighted.push((route, hop, weight_of(route)?));
     }
-    let timeout = Duration::from_millis(config.publish_timeout_ms) + Duration::from_secs(2);
+    let timeout = config.publish_timeout() + Duration::from_secs(2);
     // Twice the entries' limit: an oversized body is the entry's to refuse, with its route.
     Balancer::new(
         weighted,

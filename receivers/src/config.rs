@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::route::Route;
+use crate::serve::Limits;
 use crate::store::StoreLocation;
 
 /// Front-door balancer and three middleware paths (gRPC, RabbitMQ, NATS JetStream) into a store.
@@ -191,6 +192,20 @@ impl Config {
     /// The defaults, for tests and embedding: as if run with no flags and no environment.
     pub fn defaults() -> Config {
         Config::parse_from(["receivers"])
+    }
+
+    /// What every listener allows a client.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+
+    /// How long an entry waits for its path's durable acceptance.
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
     }
 
     pub fn dead_letter_queue(&self) -> String {

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use contract::Created;
 use tokio::sync::Semaphore;
 
+use crate::config::Config;
 use crate::error::AppError;
 use crate::paths::{PublishError, Publisher};
 use crate::read::{ReadState, read_routes};
@@ -36,6 +37,22 @@ pub struct Entry {
     pub publish_timeout: Duration,
     /// Test only (`--test-slowdown`): 1 is normal speed, 2 answers after twice the time.
     pub slowdown: f64,
+}
+
+impl Entry {
+    /// An entry for `publisher` with the limits `config` sets.
+    pub fn new(publisher: Arc<dyn Publisher>, stats: Arc<Stats>, config: &Config) -> Entry {
+        Entry {
+            publisher,
+            stats,
+            permits: Arc::new(Semaphore::new(config.max_in_flight)),
+            max_in_flight: config.max_in_flight,
+            body_limit: config.body_limit,
+            body_read_timeout: config.body_read_timeout,
+            publish_timeout: config.publish_timeout(),
+            slowdown: config.test_slowdown,
+        }
+    }
 }
 
 /// The entry's router: `POST /` plus the read endpoints.
