@@ -125,6 +125,25 @@ async fn open_in_time(config: &RabbitConfig) -> Result<(Connection, Channel), St
     }
 }
 
+/// How long an abandoned connection's close may wait for the broker's Close-Ok.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Closes a connection that is being abandoned (to reconnect, or on shutdown), waiting at
+/// most `CLOSE_TIMEOUT`. lapin's `close` waits for the broker's Close-Ok with no limit, so
+/// a broker that stopped answering held up a shutdown for all of `--shutdown-timeout`. It
+/// also waits for ever when the close reaches lapin's internal task after that task has
+/// stopped with the connection (lapin 4.12 drops the queued command, and its promise with
+/// it, unresolved): the likely cause of a publisher that made no reconnect attempt for 60 s
+/// after a broker restart in CI. Either way the connection is gone; dropping it is enough.
+async fn close_in_time(connection: &Connection, who: &str) {
+    let close = connection.close(200, "reconnecting or shutting down".into());
+    if tokio::time::timeout(CLOSE_TIMEOUT, close).await.is_err() {
+        tracing::warn!(
+            "{who}: the broker did not confirm the close within {CLOSE_TIMEOUT:?}; dropping the connection"
+        );
+    }
+}
+
 /// Resolves, with the reason, when the connection reports an error or is no longer
 /// connected. Both are watched, rather than trusting the consumer's stream to end: in a CI
 /// run on 2026-11-27, after `rabbitmqctl stop_app` and `start_app`, the publisher was back
@@ -187,7 +206,7 @@ impl RabbitPublisher {
                     }
                 }
                 current.send_replace(None);
-                let _ = connection.close(200, "reconnecting or shutting down".into()).await;
+                close_in_time(&connection, "RabbitMQ publisher").await;
                 Ok(())
             })
             .await;
@@ -335,7 +354,7 @@ async fn consume(
         result = deliveries(config, sink, shutdown, &channel) => result.map_err(|e| e.to_string()),
         why = connection_broken(&connection) => Err(why),
     };
-    let _ = connection.close(200, "consumer stopping".into()).await;
+    close_in_time(&connection, "RabbitMQ consumer").await;
     result
 }
 
