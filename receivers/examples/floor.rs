@@ -16,7 +16,7 @@ use axum::Router;
 use axum::routing::post;
 use futures::future::BoxFuture;
 use proto::ingest::ingest_server::{Ingest, IngestServer};
-use proto::ingest::{StoreReply, StoreRequest};
+use proto::ingest::{RecordOutcome, StoreBatchReply, StoreBatchRequest, StoreReply, StoreRequest};
 use receivers::entry::{Entry, post_record};
 use receivers::paths::grpc::GrpcPublisher;
 use receivers::paths::{Accepted, PublishError, Publisher};
@@ -59,6 +59,19 @@ impl Ingest for AnswerAtOnce {
         _: tonic::Request<StoreRequest>,
     ) -> Result<tonic::Response<StoreReply>, tonic::Status> {
         Ok(tonic::Response::new(StoreReply { duplicate: false }))
+    }
+
+    async fn store_batch(
+        &self,
+        request: tonic::Request<StoreBatchRequest>,
+    ) -> Result<tonic::Response<StoreBatchReply>, tonic::Status> {
+        let outcomes = request
+            .into_inner()
+            .records
+            .iter()
+            .map(|_| RecordOutcome::default())
+            .collect();
+        Ok(tonic::Response::new(StoreBatchReply { outcomes }))
     }
 }
 

@@ -1,8 +1,9 @@
 //! Group commit on the broker paths (NATS, RabbitMQ) against the real brokers and store:
 //! records that queue at an entry while earlier publishes await their acks travel together
 //! in one message, and each is still stored once and counted once (a resend among them is a
-//! duplicate); a batch from another publisher is checked record by record, and one that
-//! does not decode is dead-lettered whole.
+//! duplicate), on the gRPC path too (its calls: `grpc_batch.rs`); a batch from another
+//! publisher is checked record by record, and one that does not decode is dead-lettered
+//! whole.
 
 mod common;
 
@@ -92,31 +93,34 @@ async fn queued_records_share_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_records_are_each_stored_once_and_a_resend_counted_once() {
     let mut h = Harness::start().await;
-    for route in BROKERS {
+    for route in Route::ALL {
         post_all(&h, route, keys(route, RECORDS)).await;
     }
     let store = h.store_path();
     eventually(SETTLE, "every record stored", || {
-        stored_rows(&store).len() == 2 * RECORDS
+        stored_rows(&store).len() == Route::ALL.len() * RECORDS
     })
     .await;
-    let mut expected = [keys(Route::Nats, RECORDS), keys(Route::Rabbitmq, RECORDS)].concat();
+    let mut expected: Vec<String> = Route::ALL
+        .iter()
+        .flat_map(|&route| keys(route, RECORDS))
+        .collect();
     expected.sort();
     assert_eq!(stored_ids(&store), expected);
 
     // Resent, 50 a path are duplicates, counted once each, wherever they were caught: by
     // the NATS server (a record sent alone) or by the store (one sent in a batch).
-    for route in BROKERS {
+    for route in Route::ALL {
         post_all(&h, route, keys(route, 50)).await;
     }
     let stats = h
-        .stats_until("50 duplicates on each broker path", |stats| {
-            BROKERS
+        .stats_until("50 duplicates on each path", |stats| {
+            Route::ALL
                 .iter()
                 .all(|&r| count(stats, r, "duplicates") == 50 && count(stats, r, "in_flight") == 0)
         })
         .await;
-    for route in BROKERS {
+    for route in Route::ALL {
         assert_eq!(
             (
                 count(&stats, route, "accepted"),
@@ -126,7 +130,7 @@ async fn queued_records_are_each_stored_once_and_a_resend_counted_once() {
             "{route}: {stats}"
         );
     }
-    assert_eq!(stored_rows(&store).len(), 2 * RECORDS);
+    assert_eq!(stored_rows(&store).len(), Route::ALL.len() * RECORDS);
     h.stop().await;
 }
 

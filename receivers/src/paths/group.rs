@@ -1,7 +1,8 @@
-//! Group commit at a broker path's entry: one send is in flight at a time, and the records
-//! that queue meanwhile go out together in the next. A broker that pays a fixed cost per
-//! message (the NATS server's fsync before its PublishAck) then pays it once for many
-//! records; when the path is idle a record goes alone, at once. One send at a time, as the
+//! Group commit at a path's entry: one send is in flight at a time, and the records that
+//! queue meanwhile go out together in the next. A broker that pays a fixed cost per message
+//! (the NATS server's fsync before its PublishAck), or a gRPC call's HTTP/2 stream and
+//! headers, is then paid once for many records; when the path is idle a record goes alone,
+//! at once. One send at a time, as the
 //! store's writer commits one batch at a time: measured at 64 users against 2 and 4 in
 //! flight (README, bench-receivers), fewer and larger messages cost the brokers less per
 //! record, and a record's wait for the send ahead of it stays under one round trip.
@@ -31,11 +32,12 @@ pub struct GroupLimits {
     pub max_bytes: usize,
 }
 
-/// The broker paths' limits.
-pub const BROKER_LIMITS: GroupLimits = GroupLimits {
+/// Every path's limits.
+pub const GROUP_LIMITS: GroupLimits = GroupLimits {
     max_records: 256,
     // A record's own limit (`--body-limit`, 64 KiB by default): a message then holds no
-    // more than one record could, so the consumers' prefetch still bounds their memory.
+    // more than one record could, so the consumers' prefetch still bounds their memory,
+    // and a gRPC call stays far below tonic's 4 MiB limit on a message it decodes.
     max_bytes: 64 * 1024,
 };
 
@@ -76,15 +78,20 @@ impl Group {
 /// Several records as the one message that carries them.
 pub fn record_batch(records: Vec<Record>) -> RecordBatch {
     RecordBatch {
-        records: records
-            .into_iter()
-            .map(|r| BatchedRecord {
-                id: r.id,
-                payload: r.payload.to_vec(),
-                accepted_at_us: r.accepted_at_us,
-            })
-            .collect(),
+        records: batched(records),
     }
+}
+
+/// Records as a batch holds them.
+pub fn batched(records: Vec<Record>) -> Vec<BatchedRecord> {
+    records
+        .into_iter()
+        .map(|r| BatchedRecord {
+            id: r.id,
+            payload: r.payload.to_vec(),
+            accepted_at_us: r.accepted_at_us,
+        })
+        .collect()
 }
 
 /// One record of a received batch, and what became of it.
@@ -95,16 +102,18 @@ pub struct BatchOutcome {
     pub disposition: Disposition,
 }
 
-/// The consumers' side of a batch: checks and stores every record at once, so the store
-/// commits them together, booking the message's hop for each.
+/// The store side of a batch: checks and stores every record at once, so the store
+/// commits them together, booking the message's hop for each. `redelivered` and `answered`
+/// are `Sink::receive`'s.
 pub async fn receive_batch(
     sink: &Sink,
     route: Route,
-    batch: RecordBatch,
+    records: Vec<BatchedRecord>,
     hop: Option<u64>,
     redelivered: bool,
+    answered: bool,
 ) -> Vec<BatchOutcome> {
-    join_all(batch.records.into_iter().map(|record| async move {
+    join_all(records.into_iter().map(|record| async move {
         if let Some(hop) = hop {
             sink.stats.latency(route, Stage::Hop, hop);
         }
@@ -115,7 +124,7 @@ pub async fn receive_batch(
             accepted_at_us: (record.accepted_at_us > 0).then_some(record.accepted_at_us),
             redelivered,
         };
-        let disposition = sink.receive(route, received, false).await;
+        let disposition = sink.receive(route, received, answered).await;
         BatchOutcome {
             id: record.id,
             accepted_at_us: record.accepted_at_us,

@@ -1,48 +1,158 @@
-//! The gRPC path: the entry calls `Ingest/Store` (tonic, with a deadline) and the server
-//! answers only after the store commit, so the call's success is the durable acceptance.
+//! The gRPC path: the entry calls `Ingest/Store` (tonic, with a deadline), or
+//! `Ingest/StoreBatch` for the records that queued behind its last call, and the server
+//! answers only after the store commit, so a record's success is its durable acceptance.
 //! The server applies the entry's checks (INVALID_ARGUMENT), answers a reused id with
 //! another body with ALREADY_EXISTS, and serves `grpc.health.v1` so `/ready` can see it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use futures::future::BoxFuture;
 use proto::ingest::ingest_client::IngestClient;
 use proto::ingest::ingest_server::{Ingest, IngestServer};
-use proto::ingest::{StoreReply, StoreRequest};
+use proto::ingest::{RecordOutcome, StoreBatchReply, StoreBatchRequest, StoreReply, StoreRequest};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
+use super::group::{GROUP_LIMITS, Group, SendGroup, batched, receive_batch};
 use super::{Accepted, Disposition, PublishError, Publisher, Received, Sink};
 use crate::record::{Record, now_us};
 use crate::route::Route;
 use crate::stats::Stage;
 use crate::store::InsertOutcome;
 
-/// The entry's side: a lazily connected HTTP/2 channel, shared by every request.
+/// The entry's side: a lazily connected HTTP/2 channel, shared by every request. The
+/// records that queue while a call is in flight go together in the next, one `StoreBatch`
+/// (group commit): a call's HTTP/2 stream, headers and framing at both ends cost more than
+/// the record it carries, and the server commits the batch's records together.
 pub struct GrpcPublisher {
-    client: IngestClient<Channel>,
+    group: Group,
     health: HealthClient<Channel>,
+}
+
+struct GrpcSender {
+    client: IngestClient<Channel>,
     deadline: Duration,
 }
 
 impl GrpcPublisher {
     /// `url` is the gRPC server, such as http://127.0.0.1:50051. Connects on first use and
-    /// reconnects by itself, so a server that starts later is picked up.
+    /// reconnects by itself, so a server that starts later is picked up. Starts the task
+    /// that sends what queues, so it needs a Tokio runtime.
     pub fn new(url: &str, deadline: Duration) -> Result<GrpcPublisher, String> {
         let endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| format!("gRPC server URL '{url}': {e}"))?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true);
         let channel = endpoint.connect_lazy();
-        Ok(GrpcPublisher {
+        let sender = Arc::new(GrpcSender {
             client: IngestClient::new(channel.clone()),
-            health: HealthClient::new(channel),
             deadline,
+        });
+        Ok(GrpcPublisher {
+            group: Group::start(Route::Grpc, sender, GROUP_LIMITS),
+            health: HealthClient::new(channel),
+        })
+    }
+}
+
+impl GrpcSender {
+    /// One record, in a `Store` call of its own.
+    async fn store(&self, record: &Record) -> Result<Accepted, PublishError> {
+        let mut request = Request::new(StoreRequest {
+            id: record.id.clone(),
+            payload: String::from_utf8_lossy(&record.payload).into_owned(),
+            accepted_at_us: record.accepted_at_us,
+            sent_at_us: now_us(),
+        });
+        // The deadline travels with the call, so the server gives up too.
+        request.set_timeout(self.deadline);
+        let reply = self
+            .client
+            .clone()
+            .store(request)
+            .await
+            .map_err(|status| self.refusal(&status))?;
+        Ok(Accepted {
+            duplicate: reply.into_inner().duplicate,
+            dropped_by_broker: false,
+        })
+    }
+
+    /// Several records in one `StoreBatch` call: each gets the outcome the server gave it,
+    /// or all the call's error.
+    async fn store_batch(&self, records: Vec<Record>) -> Vec<Result<Accepted, PublishError>> {
+        let count = records.len();
+        let mut request = Request::new(StoreBatchRequest {
+            records: batched(records),
+            sent_at_us: now_us(),
+        });
+        request.set_timeout(self.deadline);
+        let outcomes = match self.client.clone().store_batch(request).await {
+            Ok(reply) => reply.into_inner().outcomes,
+            Err(status) => return vec![Err(self.refusal(&status)); count],
+        };
+        if outcomes.len() != count {
+            let why = format!(
+                "the gRPC server answered {} outcomes to a batch of {count} records",
+                outcomes.len()
+            );
+            let refused = PublishError::Refused {
+                route: Route::Grpc,
+                why,
+            };
+            return vec![Err(refused); count];
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| match Code::from_i32(outcome.code) {
+                Code::Ok => Ok(Accepted {
+                    duplicate: outcome.duplicate,
+                    dropped_by_broker: false,
+                }),
+                code => Err(self.refusal(&Status::new(code, outcome.message))),
+            })
+            .collect()
+    }
+
+    /// What a call's error status, or a record's in a batch, means to the entry.
+    fn refusal(&self, status: &Status) -> PublishError {
+        let route = Route::Grpc;
+        match status.code() {
+            Code::DeadlineExceeded => PublishError::Timeout {
+                route,
+                timeout_ms: self.deadline.as_millis() as u64,
+            },
+            Code::Unavailable => PublishError::NotConnected {
+                route,
+                why: status.message().to_string(),
+            },
+            Code::AlreadyExists => PublishError::Conflict { route },
+            Code::InvalidArgument => PublishError::Invalid {
+                route,
+                why: status.message().to_string(),
+            },
+            code => PublishError::Refused {
+                route,
+                why: format!("{code:?}: {}", status.message()),
+            },
+        }
+    }
+}
+
+impl SendGroup for GrpcSender {
+    /// One record goes in a `Store` call, as before group commit; several in a `StoreBatch`.
+    fn send(&self, records: Vec<Record>) -> BoxFuture<'_, Vec<Result<Accepted, PublishError>>> {
+        Box::pin(async move {
+            match records.as_slice() {
+                [record] => vec![self.store(record).await],
+                _ => self.store_batch(records).await,
+            }
         })
     }
 }
@@ -53,46 +163,7 @@ impl Publisher for GrpcPublisher {
     }
 
     fn publish<'a>(&'a self, record: &'a Record) -> BoxFuture<'a, Result<Accepted, PublishError>> {
-        Box::pin(async move {
-            let mut request = Request::new(StoreRequest {
-                id: record.id.clone(),
-                payload: String::from_utf8_lossy(&record.payload).into_owned(),
-                accepted_at_us: record.accepted_at_us,
-                sent_at_us: now_us(),
-            });
-            // The deadline travels with the call, so the server gives up too.
-            request.set_timeout(self.deadline);
-            let mut client = self.client.clone();
-            let status = match client.store(request).await {
-                Ok(reply) => {
-                    return Ok(Accepted {
-                        duplicate: reply.into_inner().duplicate,
-                        dropped_by_broker: false,
-                    });
-                }
-                Err(status) => status,
-            };
-            let route = Route::Grpc;
-            Err(match status.code() {
-                tonic::Code::DeadlineExceeded => PublishError::Timeout {
-                    route,
-                    timeout_ms: self.deadline.as_millis() as u64,
-                },
-                tonic::Code::Unavailable => PublishError::NotConnected {
-                    route,
-                    why: status.message().to_string(),
-                },
-                tonic::Code::AlreadyExists => PublishError::Conflict { route },
-                tonic::Code::InvalidArgument => PublishError::Invalid {
-                    route,
-                    why: status.message().to_string(),
-                },
-                code => PublishError::Refused {
-                    route,
-                    why: format!("{code:?}: {}", status.message()),
-                },
-            })
-        })
+        Box::pin(self.group.publish(record.clone()))
     }
 
     /// Asks the server's `grpc.health.v1` service, so a dead server (or one whose store
@@ -115,6 +186,33 @@ pub struct IngestService {
     sink: Sink,
 }
 
+impl IngestService {
+    /// What a record's disposition is to its caller: stored (`true` if it was a duplicate),
+    /// or the error status that says why not. The same for a record alone or in a batch.
+    fn answer(&self, disposition: Disposition) -> Result<bool, Status> {
+        match disposition {
+            Disposition::Settled(inserted) => match inserted.outcome {
+                InsertOutcome::Conflict => Err(Status::already_exists(
+                    "a record with this id is stored already with another body; send it under a new id",
+                )),
+                outcome => Ok(outcome == InsertOutcome::Duplicate),
+            },
+            Disposition::Invalid(invalid) => {
+                self.sink.dead_lettered(Route::Grpc);
+                Err(Status::invalid_argument(format!(
+                    "{} ({}); nothing was stored",
+                    invalid,
+                    invalid.code()
+                )))
+            }
+            // The detail (store path, SQL error) stays in the log.
+            Disposition::StoreFailed(_) => Err(Status::unavailable(
+                "the store did not commit the record; retry later with the same id",
+            )),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Ingest for IngestService {
     async fn store(&self, request: Request<StoreRequest>) -> Result<Response<StoreReply>, Status> {
@@ -131,28 +229,43 @@ impl Ingest for IngestService {
             accepted_at_us: (call.accepted_at_us > 0).then_some(call.accepted_at_us),
             redelivered: false,
         };
-        match self.sink.receive(Route::Grpc, received, true).await {
-            Disposition::Settled(inserted) => match inserted.outcome {
-                InsertOutcome::Conflict => Err(Status::already_exists(
-                    "a record with this id is stored already with another body; send it under a new id",
-                )),
-                outcome => Ok(Response::new(StoreReply {
-                    duplicate: outcome == InsertOutcome::Duplicate,
-                })),
-            },
-            Disposition::Invalid(invalid) => {
-                self.sink.dead_lettered(Route::Grpc);
-                Err(Status::invalid_argument(format!(
-                    "{} ({}); nothing was stored",
-                    invalid,
-                    invalid.code()
-                )))
-            }
-            // The detail (store path, SQL error) stays in the log.
-            Disposition::StoreFailed(_) => Err(Status::unavailable(
-                "the store did not commit the record; retry later with the same id",
-            )),
-        }
+        let disposition = self.sink.receive(Route::Grpc, received, true).await;
+        let duplicate = self.answer(disposition)?;
+        Ok(Response::new(StoreReply { duplicate }))
+    }
+
+    async fn store_batch(
+        &self,
+        request: Request<StoreBatchRequest>,
+    ) -> Result<Response<StoreBatchReply>, Status> {
+        let received_at = now_us();
+        let call = request.into_inner();
+        let hop = (received_at - call.sent_at_us).max(0) as u64;
+        let settled = receive_batch(
+            &self.sink,
+            Route::Grpc,
+            call.records,
+            Some(hop),
+            false,
+            true,
+        );
+        let outcomes = settled
+            .await
+            .into_iter()
+            .map(|record| match self.answer(record.disposition) {
+                Ok(duplicate) => RecordOutcome {
+                    code: Code::Ok as i32,
+                    message: String::new(),
+                    duplicate,
+                },
+                Err(status) => RecordOutcome {
+                    code: status.code() as i32,
+                    message: status.message().to_string(),
+                    duplicate: false,
+                },
+            })
+            .collect();
+        Ok(Response::new(StoreBatchReply { outcomes }))
     }
 }
 

@@ -25,7 +25,7 @@ use proto::ingest::RecordBatch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::group::{BROKER_LIMITS, BatchOutcome, Group, SendGroup, receive_batch, record_batch};
+use super::group::{BatchOutcome, GROUP_LIMITS, Group, SendGroup, receive_batch, record_batch};
 use super::{Accepted, Disposition, PublishError, Publisher, Received, Sink, keep_running};
 use crate::record::{Record, digest, now_us};
 use crate::redact::redact;
@@ -213,7 +213,7 @@ impl NatsPublisher {
             config,
             stream_ready: std::sync::atomic::AtomicBool::new(false),
         });
-        let group = Group::start(Route::Nats, sender.clone(), BROKER_LIMITS);
+        let group = Group::start(Route::Nats, sender.clone(), GROUP_LIMITS);
         NatsPublisher { sender, group }
     }
 }
@@ -478,7 +478,7 @@ async fn settle_batch(
         )
         .await;
     };
-    let settled = receive_batch(sink, Route::Nats, batch, hop, redelivered).await;
+    let settled = receive_batch(sink, Route::Nats, batch.records, hop, redelivered, false).await;
     let mut settlement = Settlement::Stored;
     for BatchOutcome {
         id,

@@ -28,7 +28,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::group::{BROKER_LIMITS, Group, SendGroup, receive_batch, record_batch};
+use super::group::{GROUP_LIMITS, Group, SendGroup, receive_batch, record_batch};
 use super::{
     Accepted, Backoff, Disposition, PublishError, Publisher, Received, Sink, keep_running,
 };
@@ -216,7 +216,7 @@ impl RabbitPublisher {
             broken,
             queue,
         });
-        let group = Group::start(Route::Rabbitmq, sender.clone(), BROKER_LIMITS);
+        let group = Group::start(Route::Rabbitmq, sender.clone(), GROUP_LIMITS);
         RabbitPublisher { sender, group }
     }
 }
@@ -524,7 +524,16 @@ async fn settle_batch(
         )
         .await;
     };
-    let settled = receive_batch(sink, Route::Rabbitmq, batch, hop, delivery.redelivered).await;
+    let redelivered = delivery.redelivered;
+    let settled = receive_batch(
+        sink,
+        Route::Rabbitmq,
+        batch.records,
+        hop,
+        redelivered,
+        false,
+    )
+    .await;
     let mut ok = true;
     for record in settled {
         match record.disposition {
