@@ -4,19 +4,21 @@
 //! SQLite store. Every refusal is JSON, nothing refused is published, and the front door
 //! names a keyless record before its first attempt.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing;
+use common::serve_on_port_0;
 use futures::future::BoxFuture;
 use receivers::balancer::{Balancer, Hop, balancer_app};
 use receivers::entry::{Entry, entry_app};
 use receivers::paths::{Accepted, PublishError, Publisher};
 use receivers::read::ReadState;
 use receivers::record::Record;
-use receivers::serve::{Limits, serve};
 use receivers::stats::Stats;
 use receivers::store::SqliteStore;
 use receivers::{Route, paths};
@@ -92,26 +94,6 @@ fn entry_over(publisher: Arc<dyn Publisher>, stats: &Arc<Stats>) -> Arc<Entry> {
         publish_timeout: Duration::from_secs(1),
         slowdown: 1.0,
     })
-}
-
-const LIMITS: Limits = Limits {
-    header_read_timeout: Duration::from_secs(2),
-    idle_timeout: Duration::from_secs(10),
-    max_connections: 64,
-};
-
-/// Serves `app` on a port of its own until the token is dropped; returns its base URL.
-async fn serve_on_port_0(app: Router, stop: &CancellationToken) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(
-        listener,
-        app,
-        LIMITS,
-        stop.clone(),
-        Duration::from_secs(1),
-    ));
-    url
 }
 
 struct Edge {

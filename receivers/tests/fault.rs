@@ -192,15 +192,7 @@ struct Outcomes {
 
 async fn post(http: &reqwest::Client, url: &str, id: &str) -> bool {
     let n = id.trim_start_matches("fault-");
-    let response = http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("idempotency-key", id)
-        .body(format!("{{\"n\":{n}}}"))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await;
-    matches!(response, Ok(r) if r.status().is_success())
+    common::post_accepted(http, url, id, format!("{{\"n\":{n}}}")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

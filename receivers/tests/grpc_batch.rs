@@ -3,28 +3,24 @@
 //! each still gets the answer a call of its own would have had (stored, duplicate, conflict,
 //! invalid), from the server's checks and the store, through the entry's own client.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::Request;
 use axum::middleware::{self, Next};
+use common::serve_on_port_0;
 use futures::future::join_all;
 use receivers::Route;
 use receivers::paths::grpc::{GrpcPublisher, router};
 use receivers::paths::{PublishError, Publisher, Sink};
 use receivers::record::Record;
-use receivers::serve::{Limits, serve};
 use receivers::stats::Stats;
 use receivers::store::{SqliteStore, Store};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-
-const LIMITS: Limits = Limits {
-    header_read_timeout: Duration::from_secs(5),
-    idle_timeout: Duration::from_secs(30),
-    max_connections: 64,
-};
 
 /// The receivers' gRPC server on port 0 over a SQLite file, counting the calls it gets by
 /// method; each call first takes a permit from `gate`, so a test can hold calls back.
@@ -74,15 +70,7 @@ async fn start_server(open_gate: bool) -> Server {
                 next.run(request).await
             }
         }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(
-        listener,
-        app,
-        LIMITS,
-        stop.clone(),
-        Duration::from_secs(1),
-    ));
+    let url = serve_on_port_0(app, &stop).await;
     Server {
         url,
         store,

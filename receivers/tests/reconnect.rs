@@ -99,15 +99,7 @@ impl Drop for Relay {
 }
 
 async fn post(http: &reqwest::Client, url: &str, id: &str) -> bool {
-    let response = http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("idempotency-key", id)
-        .body(format!("{{\"id\":\"{id}\"}}"))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await;
-    matches!(response, Ok(r) if r.status().is_success())
+    common::post_accepted(http, url, id, format!("{{\"id\":\"{id}\"}}")).await
 }
 
 /// Waits until `id` is in the store, or fails with `what` at `deadline`.

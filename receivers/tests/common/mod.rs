@@ -6,8 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use axum::Router;
+use receivers::serve::{Limits, serve};
 use receivers::{Config, Route, Running};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 pub use testkit::{Names, require_brokers};
 
@@ -201,4 +204,40 @@ pub async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(check(), "not within {limit:?}: {what}");
+}
+
+/// The listener limits of a test server: short, so a stuck test fails soon.
+pub const LIMITS: Limits = Limits {
+    header_read_timeout: Duration::from_secs(2),
+    idle_timeout: Duration::from_secs(10),
+    max_connections: 64,
+};
+
+/// Serves `app` as the receivers serve theirs (`serve.rs`) on a port of its own until
+/// `stop`; returns its base URL.
+pub async fn serve_on_port_0(app: Router, stop: &CancellationToken) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(
+        listener,
+        app,
+        LIMITS,
+        stop.clone(),
+        Duration::from_secs(1),
+    ));
+    url
+}
+
+/// POSTs `body` under the Idempotency-Key `id`; true on a 2xx within 10 s. A refusal or a
+/// failed connection is false: the caller decides whether that is wrong.
+pub async fn post_accepted(http: &reqwest::Client, url: &str, id: &str, body: String) -> bool {
+    let response = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("idempotency-key", id)
+        .body(body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    matches!(response, Ok(r) if r.status().is_success())
 }
