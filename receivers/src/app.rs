@@ -115,12 +115,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ack_wait: Duration::from_secs(config.nats_ack_wait_secs),
         dead_letter_stream: config.dead_letter_stream(),
         dead_letter_subject: config.dead_letter_subject(),
+        ping_interval: config.broker_heartbeat,
     };
     let rabbit_config = RabbitConfig {
         url: config.amqp_url.clone(),
         queue: config.queue.clone(),
         prefetch: config.prefetch,
         dead_letter: config.dead_letter_queue(),
+        heartbeat: config.broker_heartbeat,
     };
     let nats_client = if enabled.contains(&Route::Nats) {
         let client = nats::connect(&nats_config).await.map_err(|e| anyhow!(e))?;

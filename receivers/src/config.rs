@@ -140,6 +140,13 @@ pub struct Config {
     #[arg(long, default_value_t = 5000)]
     pub publish_timeout_ms: u64,
 
+    /// How often the broker connections are checked while nothing else goes through them:
+    /// RabbitMQ's heartbeat (unless --amqp-url sets `heartbeat=`) and NATS's ping. A
+    /// connection the broker has not answered on for 2 (RabbitMQ) or 3 (NATS) intervals is
+    /// dropped and made again; the brokers' own defaults wait 2 minutes or more
+    #[arg(long, value_name = "TIME", default_value = "10s", value_parser = parse_duration)]
+    pub broker_heartbeat: Duration,
+
     /// Every listener: time a client has to send its request head (HTTP/1)
     #[arg(long, value_name = "TIME", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
@@ -321,6 +328,9 @@ mod tests {
         let c = Config::parse_from(["receivers", "--shutdown-timeout", "500ms"]);
         assert_eq!(c.shutdown_timeout, Duration::from_millis(500));
         assert_eq!(Config::defaults().shutdown_timeout, Duration::from_secs(10));
+        let c = Config::parse_from(["receivers", "--broker-heartbeat", "3s"]);
+        assert_eq!(c.broker_heartbeat, Duration::from_secs(3));
+        assert_eq!(Config::defaults().broker_heartbeat, Duration::from_secs(10));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("soon").is_err());

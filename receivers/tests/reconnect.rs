@@ -5,6 +5,11 @@
 //!
 //! - After each of several cuts with publishes in flight, the entry accepts and the
 //!   consumer stores a new record within a deadline.
+//! - When the connections a path has go silent (they stay open, nothing passes) but new
+//!   ones would work, as after a partition or with a half-open socket, each path notices
+//!   within a few of its `--broker-heartbeat` intervals and connects again. The brokers'
+//!   own defaults (RabbitMQ's 60 s heartbeat, async-nats's 60 s ping) held the path at 503
+//!   for 2 minutes or more.
 //! - With the broker frozen, a graceful shutdown still finishes well within
 //!   `--shutdown-timeout`: abandoning a connection never waits for the broker's Close-Ok.
 //!   lapin's `Connection::close` waits for it with no limit, and also for ever when the
@@ -29,11 +34,13 @@ const RECOVERY: Duration = Duration::from_secs(30);
 /// Posters kept busy while the connections are cut, so publishes are in flight at the cut.
 const POSTERS: usize = 16;
 
-/// A relay on 127.0.0.1 to RabbitMQ's port that can cut or freeze every connection.
+/// A relay on 127.0.0.1 to a broker's port that can cut or freeze every connection.
 struct Relay {
     addr: std::net::SocketAddr,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    frozen: CancellationToken,
+    /// Cancelled to freeze the links that hold it: each link takes the one current when it
+    /// is accepted.
+    frozen: Arc<Mutex<CancellationToken>>,
     accept: JoinHandle<()>,
 }
 
@@ -42,14 +49,14 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let frozen = CancellationToken::new();
-        let (kept, freeze) = (Arc::clone(&links), frozen.clone());
+        let frozen = Arc::new(Mutex::new(CancellationToken::new()));
+        let (kept, freeze) = (Arc::clone(&links), Arc::clone(&frozen));
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     return;
                 };
-                let freeze = freeze.clone();
+                let freeze = freeze.lock().unwrap().clone();
                 let link = tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(upstream).await else {
                         return;
@@ -87,7 +94,13 @@ impl Relay {
 
     /// From now on nothing passes either way, on the connections open and on new ones.
     fn freeze(&self) {
-        self.frozen.cancel();
+        self.frozen.lock().unwrap().cancel();
+    }
+
+    /// Nothing more passes on the connections open now; new ones work.
+    fn silence(&self) {
+        let open = std::mem::take(&mut *self.frozen.lock().unwrap());
+        open.cancel();
     }
 }
 
@@ -162,6 +175,75 @@ async fn the_rabbitmq_path_comes_back_after_every_cut_with_publishes_in_flight()
     }
 }
 
+/// The broker heartbeat these tests run with: RabbitMQ's connection is dropped after 2 of
+/// them without a word from the broker, NATS's after 3 unanswered pings.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long a path whose connections went silent has to accept and store a new record:
+/// well under the 2 minutes the brokers' default heartbeats take.
+const SILENT_RECOVERY: Duration = Duration::from_secs(40);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_whose_connections_go_silent_connects_again() {
+    for route in [Route::Rabbitmq, Route::Nats] {
+        connects_again_after_going_silent(route).await;
+    }
+}
+
+/// The broker's port that a relay for `route` forwards to.
+fn through_relay(route: Route) -> &'static str {
+    match route {
+        Route::Nats => "127.0.0.1:4222",
+        _ => "127.0.0.1:5672",
+    }
+}
+
+/// Runs `route` alone, reaching its broker through `relay`.
+fn point_at(c: &mut receivers::Config, route: Route, relay: &Relay) {
+    c.paths = vec![route];
+    match route {
+        Route::Nats => c.nats_url = format!("nats://{}", relay.addr),
+        _ => c.amqp_url = relay.amqp_url(),
+    }
+}
+
+async fn connects_again_after_going_silent(route: Route) {
+    common::require_brokers();
+    let relay = Relay::start(through_relay(route)).await;
+    let h = Harness::start_with(|c| {
+        point_at(c, route, &relay);
+        c.broker_heartbeat = HEARTBEAT;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let entry = h.entry(route);
+    assert!(
+        post(&http, &entry, "before-silence").await,
+        "{route}: not accepted through the relay"
+    );
+    let what = format!("{route}: the path does not work through the relay");
+    stored_by(&h, "before-silence", Instant::now() + RECOVERY, &what).await;
+
+    relay.silence();
+    let started = Instant::now();
+    let deadline = started + SILENT_RECOVERY;
+    // Each attempt before the path connects again ends in a 503 after --publish-timeout.
+    while !post(&http, &entry, "after-silence").await {
+        assert!(
+            Instant::now() < deadline,
+            "{route}: nothing accepted within {SILENT_RECOVERY:?} of its connections going silent: the path never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let what = format!(
+        "{route}: within {SILENT_RECOVERY:?} of going silent: the consumer never connected again"
+    );
+    stored_by(&h, "after-silence", deadline, &what).await;
+    eprintln!(
+        "{route}: stored again {:?} after its connections went silent",
+        started.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_broker_does_not_hold_up_a_graceful_shutdown() {
     for route in [Route::Rabbitmq, Route::Nats] {
@@ -174,17 +256,9 @@ async fn a_frozen_broker_does_not_hold_up_a_graceful_shutdown() {
 async fn shutdown_with_the_broker_frozen(route: Route) {
     const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
     common::require_brokers();
-    let upstream = match route {
-        Route::Nats => "127.0.0.1:4222",
-        _ => "127.0.0.1:5672",
-    };
-    let relay = Relay::start(upstream).await;
+    let relay = Relay::start(through_relay(route)).await;
     let mut h = Harness::start_with(|c| {
-        c.paths = vec![route];
-        match route {
-            Route::Nats => c.nats_url = format!("nats://{}", relay.addr),
-            _ => c.amqp_url = relay.amqp_url(),
-        }
+        point_at(c, route, &relay);
         c.shutdown_timeout = SHUTDOWN_TIMEOUT;
     })
     .await;

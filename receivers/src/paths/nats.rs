@@ -48,6 +48,9 @@ pub struct NatsConfig {
     /// Where messages that fail the checks are copied (a stream of its own, file storage).
     pub dead_letter_stream: String,
     pub dead_letter_subject: String,
+    /// How often the client pings the server when nothing else comes in; after 3 pings
+    /// without an answer it drops the connection and makes another.
+    pub ping_interval: Duration,
 }
 
 const RECORD_ID: &str = "Record-Id";
@@ -64,6 +67,9 @@ pub async fn connect(config: &NatsConfig) -> Result<async_nats::Client, String> 
         .name("receivers")
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
+        // A connection that went silent (a partition, a half-open socket) is otherwise
+        // noticed only after async-nats's default 60 s pings, three of them.
+        .ping_interval(config.ping_interval)
         .connect(config.url.as_str())
         .await
         .map_err(|e| {

@@ -19,6 +19,7 @@ use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::uri::AMQPUri;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Event, ExchangeKind,
 };
@@ -47,6 +48,9 @@ pub struct RabbitConfig {
     pub prefetch: u16,
     /// The dead-letter exchange (fanout) and the durable queue bound to it, both this name.
     pub dead_letter: String,
+    /// The heartbeat asked for when `url` sets none: lapin drops a connection it has heard
+    /// nothing on for twice this long.
+    pub heartbeat: Duration,
 }
 
 const ACCEPTED_AT: &str = "accepted_at_us";
@@ -58,8 +62,8 @@ const BATCH_CONTENT_TYPE: &str = "application/x-protobuf; messageType=ingest.v1.
 
 /// Connects, declares the durable queue and the dead-letter exchange and queue, and hands
 /// back the connection and a channel in confirm mode.
-async fn open(config: &RabbitConfig) -> lapin::Result<(Connection, Channel)> {
-    let connection = Connection::connect(&config.url, ConnectionProperties::default()).await?;
+async fn open(config: &RabbitConfig, uri: AMQPUri) -> lapin::Result<(Connection, Channel)> {
+    let connection = Connection::connect_uri(uri, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
     channel
         .queue_declare(
@@ -112,7 +116,8 @@ const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// Connects as `open` does, but gives up after `OPEN_TIMEOUT`: a broker that accepts the TCP
 /// connection while it is still starting may never finish the handshake.
 async fn open_in_time(config: &RabbitConfig) -> Result<(Connection, Channel), String> {
-    match tokio::time::timeout(OPEN_TIMEOUT, open(config)).await {
+    let uri = amqp_uri(&config.url, config.heartbeat)?;
+    match tokio::time::timeout(OPEN_TIMEOUT, open(config, uri)).await {
         Ok(Ok(opened)) => Ok(opened),
         Ok(Err(error)) => Err(format!(
             "cannot connect to {}: {error}",
@@ -123,6 +128,23 @@ async fn open_in_time(config: &RabbitConfig) -> Result<(Connection, Channel), St
             redact(&config.url)
         )),
     }
+}
+
+/// `url` parsed, asking for `heartbeat` (whole seconds, at least 1) unless `url` sets its
+/// own. Without one, lapin takes the broker's (RabbitMQ: 60 s, so a connection that went
+/// silent, after a partition or with a half-open socket, held the path at 503 for 2 min).
+fn amqp_uri(url: &str, heartbeat: Duration) -> Result<AMQPUri, String> {
+    let mut uri: AMQPUri = url.parse().map_err(|why| {
+        format!(
+            "{} is not an AMQP URL ({why}); expected amqp://USER:PASSWORD@HOST:PORT/VHOST",
+            redact(url)
+        )
+    })?;
+    if uri.query.heartbeat.is_none() {
+        let secs = heartbeat.as_secs().max(1);
+        uri.query.heartbeat = Some(u16::try_from(secs).unwrap_or(u16::MAX));
+    }
+    Ok(uri)
 }
 
 /// How long an abandoned connection's close may wait for the broker's Close-Ok.
@@ -609,4 +631,34 @@ async fn dead_letter(
     };
     tracing::error!(queue = %config.dead_letter, "dead-lettering failed, requeueing: {error}");
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heartbeat_is_asked_for_unless_the_url_sets_one() {
+        let ten = Duration::from_secs(10);
+        let uri = amqp_uri("amqp://guest:guest@127.0.0.1:5672/%2f", ten).unwrap();
+        assert_eq!(uri.query.heartbeat, Some(10));
+        let uri = amqp_uri("amqp://127.0.0.1:5672/%2f?heartbeat=30", ten).unwrap();
+        assert_eq!(
+            uri.query.heartbeat,
+            Some(30),
+            "the URL's own heartbeat wins"
+        );
+        let uri = amqp_uri("amqp://127.0.0.1/%2f", Duration::from_millis(500)).unwrap();
+        assert_eq!(
+            uri.query.heartbeat,
+            Some(1),
+            "AMQP counts whole seconds; 0 would be none"
+        );
+        let error = amqp_uri("http://user:secret@127.0.0.1/", ten).unwrap_err();
+        assert!(error.contains("not an AMQP URL"), "{error}");
+        assert!(
+            !error.contains("secret"),
+            "the password is redacted: {error}"
+        );
+    }
 }
