@@ -189,8 +189,8 @@ async fn a_path_whose_connections_go_silent_connects_again() {
     }
 }
 
-/// The broker's port that a relay for `route` forwards to.
-fn through_relay(route: Route) -> &'static str {
+/// The address of the broker that a relay for `route` forwards to.
+fn broker_addr(route: Route) -> &'static str {
     match route {
         Route::Nats => "127.0.0.1:4222",
         _ => "127.0.0.1:5672",
@@ -208,7 +208,7 @@ fn point_at(c: &mut receivers::Config, route: Route, relay: &Relay) {
 
 async fn connects_again_after_going_silent(route: Route) {
     common::require_brokers();
-    let relay = Relay::start(through_relay(route)).await;
+    let relay = Relay::start(broker_addr(route)).await;
     let h = Harness::start_with(|c| {
         point_at(c, route, &relay);
         c.broker_heartbeat = HEARTBEAT;
@@ -256,7 +256,7 @@ async fn a_frozen_broker_does_not_hold_up_a_graceful_shutdown() {
 async fn shutdown_with_the_broker_frozen(route: Route) {
     const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
     common::require_brokers();
-    let relay = Relay::start(through_relay(route)).await;
+    let relay = Relay::start(broker_addr(route)).await;
     let mut h = Harness::start_with(|c| {
         point_at(c, route, &relay);
         c.shutdown_timeout = SHUTDOWN_TIMEOUT;
