@@ -2,18 +2,22 @@
 //! `reports/<run-id>/`, and judges the run against gate rules for CI.
 //!
 //! The folders follow the flow, each layer importing only those below it:
-//! - input: `cli`, `traffic`, `duration` (flags and data, checked before anything is sent);
+//! - input: `cli/` (flags as parsed, checked settings, the gate file), `traffic`,
+//!   `duration` (flags and data, checked before anything is sent);
 //! - the model: `model`, the serde types of `loadgen.json` (a leaf);
 //! - `replay`: the Goose scenario, which records into `record`; `arrival`: the open
-//!   model's schedule of tickets;
+//!   model's schedule of tickets; `connections`, `throttle`: the client's cap and rate;
+//!   `attack`: Goose's configuration, the run-time clock and how Goose's run ended;
 //! - `record/`: per-interval HdrHistograms, the `.hlog`, live counters, percentiles;
 //! - `ledger/`: the sends and their reconciliation with the receivers;
 //! - `judge/`: rules, the gate, the baseline's bootstrap, live checks, the history;
 //! - `render/`: pure renderers, model in, text out (maud, quick-junit, terminal tables);
-//! - `run`: orchestration, and the only module that writes files; `merge` joins the
-//!   folders of a run's workers and has `run` write the merged one.
+//! - `output`: the report folder, the only module that reads or writes it: one `build`
+//!   of a report for a run and a merge, one `write`;
+//! - `run`: a run's phases; `merge`: joins the folders of a run's workers into one run.
 
 pub mod arrival;
+pub mod attack;
 pub mod cli;
 pub mod connections;
 pub mod duration;
@@ -22,6 +26,7 @@ pub mod judge;
 pub mod ledger;
 pub mod merge;
 pub mod model;
+pub mod output;
 pub mod record;
 pub mod render;
 pub mod replay;

@@ -7,8 +7,8 @@ use loadgen::{Cli, LoadgenError};
 
 /// mimalloc's per-thread heaps instead of glibc's arenas: a request allocates and frees
 /// dozens of small blocks across the runtime's threads, and glibc's arena locks, futex
-/// wake-ups and consolidation were the largest user-space cost in `perf` (see
-/// scripts/bench-loadgen for the before and after).
+/// wake-ups and consolidation were the largest user-space cost in `perf`
+/// (docs/performance-notes.md has the figures).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -42,8 +42,10 @@ async fn run(cli: Cli) -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     if let Some(loadgen::cli::Command::History(args)) = &cli.command {
-        return match loadgen::judge::history::show(args) {
-            Ok(text) => {
+        return match loadgen::output::read_history(&args.reports) {
+            Ok(entries) => {
+                let text =
+                    loadgen::render::history::render(&entries, args.metric.as_deref(), args.last);
                 print!("{text}");
                 ExitCode::SUCCESS
             }

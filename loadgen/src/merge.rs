@@ -16,23 +16,20 @@ use hdrhistogram::Histogram;
 
 use crate::cli::{MergeArgs, parse_rules};
 use crate::error::LoadgenError;
-use crate::judge::gate;
+use crate::judge::gate::{self, SourcedRule};
 use crate::ledger::delivery::{self, Receivers};
 use crate::ledger::sent::SentSnapshot;
 use crate::model::{
-    EndedBy, GateRecord, LoadgenReport, OpenModel, RequestStats, SCHEMA_VERSION, TimelinePoint,
+    Delivery, EndedBy, LoadgenReport, OpenModel, RequestStats, SettingsRecord, TimelinePoint,
     WorkerRecord, WorkerShare,
 };
+use crate::output::{self, Parts, RECEIVERS_START, SENDS};
 use crate::record::hlog::{self, Log};
 use crate::record::intervals::{
     EncodedInterval, Recorded, SeriesKey, SeriesTotal, count_error, interval_latency, new_histogram,
 };
 use crate::record::summary::Measurements;
-use crate::render::terminal;
-use crate::run::{
-    LATENCY_LOG, Outcome, RECEIVERS_START, SENDS, files_index, read_baseline, read_run,
-    write_reports,
-};
+use crate::run::Outcome;
 
 /// One worker's folder, read and checked.
 struct WorkerRun {
@@ -54,7 +51,7 @@ fn bad(dir: &Path, why: impl Into<String>) -> LoadgenError {
 }
 
 fn read_worker(dir: &Path) -> Result<WorkerRun, LoadgenError> {
-    let (report, log) = read_run(dir).map_err(|why| bad(dir, why))?;
+    let (report, log) = output::read_run(dir).map_err(|why| bad(dir, why))?;
     let Some(worker) = report.settings.worker.clone() else {
         return Err(bad(
             dir,
@@ -64,8 +61,7 @@ fn read_worker(dir: &Path) -> Result<WorkerRun, LoadgenError> {
             ),
         ));
     };
-    let sends_path = dir.join(SENDS);
-    let sends_text = std::fs::read_to_string(&sends_path).map_err(|e| {
+    let sends_text = output::read_worker_file(dir, SENDS).map_err(|e| {
         bad(
             dir,
             format!("cannot read its ledger of sends {SENDS} ({e})"),
@@ -73,7 +69,7 @@ fn read_worker(dir: &Path) -> Result<WorkerRun, LoadgenError> {
     })?;
     let sends: SentSnapshot = serde_json::from_str(&sends_text)
         .map_err(|e| bad(dir, format!("{SENDS} is not a ledger of sends ({e})")))?;
-    let receivers_start = std::fs::read_to_string(dir.join(RECEIVERS_START))
+    let receivers_start = output::read_worker_file(dir, RECEIVERS_START)
         .ok()
         .map(|text| serde_json::from_str(&text))
         .transpose()
@@ -296,6 +292,72 @@ fn merge_timelines(runs: &[WorkerRun], t0: f64) -> Vec<TimelinePoint> {
 
 /// Merges, reconciles, judges and writes the merged run.
 pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
+    let (rules, max_regression) = merge_rules(&args)?;
+    let baseline = output::read_baseline(args.gate.baseline.as_deref(), max_regression)?;
+    let runs = read_workers(&args.dirs)?;
+    let span = Span::of(&runs);
+    let first = &runs[0];
+    let run_id = first.report.run_id.clone();
+    eprintln!(
+        "loadgen: merging run {run_id}: {} workers, {} users in all",
+        runs.len(),
+        first.report.settings.users
+    );
+    let recorded = merge_intervals(&runs, span.t0, first.report.settings.interval_secs);
+    let mut measured = Measurements::from_recorded(&recorded, span.duration());
+    let opens: Vec<&OpenModel> = runs.iter().filter_map(|r| r.report.open.as_ref()).collect();
+    measured.late = opens.iter().map(|o| o.late).sum();
+    measured.dropped = opens.iter().map(|o| o.dropped).sum();
+    let started_wall = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(span.t0);
+    let latency_log = hlog::render(started_wall, &recorded.intervals).map_err(|why| {
+        LoadgenError::Usage(format!("merge: cannot encode the merged log: {why}"))
+    })?;
+    let (delivery, mut files) = reconcile(&args, &runs, span.duration()).await?;
+    let mut verdicts = gate::judge(&rules, &measured, delivery.as_ref(), &[]);
+    if let Some(baseline) = &baseline {
+        let now = hlog::parse(&latency_log).map_err(|why| {
+            LoadgenError::Usage(format!("merge: the merged log does not read back: {why}"))
+        })?;
+        verdicts.extend(gate::judge_baseline(baseline, &now.intervals));
+    }
+    files.insert(0, (output::LATENCY_LOG.to_string(), latency_log));
+    let parts = Parts {
+        run_id: run_id.clone(),
+        started_at: at(span.t0),
+        finished_at: at(span.t_end),
+        duration_secs: span.duration(),
+        ended_by: ended_by(&runs),
+        settings: SettingsRecord {
+            worker: None,
+            ..first.report.settings.clone()
+        },
+        timeline: merge_timelines(&runs, span.t0),
+        latency_timeline: recorded.latency_timeline.clone(),
+        delivery,
+        workers: worker_shares(&runs, span.t0),
+        open: merged_open(&opens, &measured),
+    };
+    let report = output::build(parts, &measured, verdicts, &files);
+    let dir = args.reports.join(&run_id);
+    output::write(&args.reports, &dir, &report, &files)?;
+    output::announce(
+        &report,
+        &format!(
+            "Run {run_id} merged from {} workers ({:.1}s). Report: {}",
+            report.workers.len(),
+            report.duration_secs,
+            dir.join("index.html").display()
+        ),
+    );
+    Ok(Outcome {
+        passed: report.gate.passed,
+        report_dir: dir,
+        report,
+    })
+}
+
+/// The merge's rules; a multiple of a calibration run is refused, as a merge takes none.
+fn merge_rules(args: &MergeArgs) -> Result<(Vec<SourcedRule>, f64), LoadgenError> {
     let (rules, max_regression) = parse_rules(
         &args.gate.thresholds,
         args.gate.gate.as_deref(),
@@ -307,100 +369,97 @@ pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
             rule.rule.text
         )));
     }
-    let baseline = read_baseline(args.gate.baseline.as_deref(), max_regression)?;
-    let runs = read_workers(&args.dirs)?;
+    Ok((rules, max_regression))
+}
+
+/// The merged run's time span: from the earliest worker's start to the latest one's end,
+/// in seconds since the epoch.
+struct Span {
+    t0: f64,
+    t_end: f64,
+}
+
+impl Span {
+    fn of(runs: &[WorkerRun]) -> Span {
+        Span {
+            t0: runs.iter().map(|r| r.started).fold(f64::MAX, f64::min),
+            t_end: runs
+                .iter()
+                .map(|r| r.started + r.report.duration_secs)
+                .fold(f64::MIN, f64::max),
+        }
+    }
+
+    fn duration(&self) -> f64 {
+        self.t_end - self.t0
+    }
+}
+
+/// The workers' ledgers joined and reconciled with the receivers, against the counters
+/// that the earliest worker read before the run.
+async fn reconcile(
+    args: &MergeArgs,
+    runs: &[WorkerRun],
+    duration: f64,
+) -> Result<(Option<Delivery>, Vec<(String, String)>), LoadgenError> {
     let first = &runs[0];
-    let run_id = first.report.run_id.clone();
-    let interval = first.report.settings.interval_secs;
-    let t0 = runs.iter().map(|r| r.started).fold(f64::MAX, f64::min);
-    let t_end = runs
-        .iter()
-        .map(|r| r.started + r.report.duration_secs)
-        .fold(f64::MIN, f64::max);
-    let duration = t_end - t0;
-    eprintln!(
-        "loadgen: merging run {run_id}: {} workers, {} users in all",
-        runs.len(),
-        first.report.settings.users
-    );
-
-    let recorded = merge_intervals(&runs, t0, interval);
-    let mut measured = Measurements::from_recorded(&recorded, duration);
-    let opens: Vec<&OpenModel> = runs.iter().filter_map(|r| r.report.open.as_ref()).collect();
-    measured.late = opens.iter().map(|o| o.late).sum();
-    measured.dropped = opens.iter().map(|o| o.dropped).sum();
-    let started_wall = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t0);
-    let latency_log = hlog::render(started_wall, &recorded.intervals).map_err(|why| {
-        LoadgenError::Usage(format!("merge: cannot encode the merged log: {why}"))
-    })?;
-
     let mut sent = SentSnapshot {
         workers: Some(first.worker.count),
         ..SentSnapshot::default()
     };
-    for run in &runs {
+    for run in runs {
         sent.join(run.sends.clone())
             .map_err(|why| bad(&run.dir, why))?;
     }
     let host = url::Url::parse(&first.report.settings.host).ok();
     let (receivers, drain_timeout) = args.reconcile.parse(host.as_ref())?;
-    // The receivers' counters before the run: those the earliest worker read.
+    if receivers.is_empty() {
+        return Ok((None, Vec::new()));
+    }
     let start = runs
         .iter()
         .filter(|r| r.receivers_start.is_some())
         .min_by(|a, b| a.started.total_cmp(&b.started))
         .and_then(|r| r.receivers_start.clone());
-    let mut files = vec![(LATENCY_LOG.to_string(), latency_log.clone())];
-    let delivery = if receivers.is_empty() {
-        None
-    } else {
-        let receivers = Arc::new(Receivers::new(receivers));
-        match delivery::reconcile(
-            &receivers,
-            &run_id,
-            &sent,
-            start.as_ref(),
-            drain_timeout,
-            duration,
-        )
-        .await
-        {
-            Ok((delivery, receiver_files)) => {
-                files.extend(receiver_files);
-                Some(delivery)
-            }
-            Err(why) => {
-                eprintln!("loadgen: reconciliation failed: {why}");
-                None
-            }
+    let receivers = Arc::new(Receivers::new(receivers));
+    let reconciled = delivery::reconcile(
+        &receivers,
+        &first.report.run_id,
+        &sent,
+        start.as_ref(),
+        drain_timeout,
+        duration,
+    )
+    .await;
+    Ok(match reconciled {
+        Ok((delivery, files)) => (Some(delivery), files),
+        Err(why) => {
+            eprintln!("loadgen: reconciliation failed: {why}");
+            (None, Vec::new())
         }
-    };
+    })
+}
 
-    let mut verdicts = gate::judge(&rules, &measured, delivery.as_ref(), &[]);
-    if let Some(baseline) = &baseline {
-        let now = hlog::parse(&latency_log).map_err(|why| {
-            LoadgenError::Usage(format!("merge: the merged log does not read back: {why}"))
-        })?;
-        verdicts.extend(gate::judge_baseline(baseline, &now.intervals));
-    }
-    let passed = verdicts.iter().all(|v| v.passed);
-    let ended_by = runs
-        .iter()
+/// The merged run ended the way its most abrupt worker did.
+fn ended_by(runs: &[WorkerRun]) -> EndedBy {
+    runs.iter()
         .map(|r| r.report.ended_by)
         .max_by_key(|e| match e {
             EndedBy::Completed => 0,
             EndedBy::RunTime => 1,
             EndedBy::Interrupted => 2,
         })
-        .unwrap_or(EndedBy::Completed);
-    let at = |secs: f64| {
-        chrono::DateTime::<chrono::Utc>::from(
-            SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs),
-        )
+        .unwrap_or(EndedBy::Completed)
+}
+
+/// Seconds since the epoch in RFC 3339.
+fn at(secs: f64) -> String {
+    chrono::DateTime::<chrono::Utc>::from(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs))
         .to_rfc3339()
-    };
-    let mut settings = first.report.settings.clone();
-    settings.worker = None;
+}
+
+/// Each worker's share of the merged run, in worker order.
+fn worker_shares(runs: &[WorkerRun], t0: f64) -> Vec<WorkerShare> {
     let mut workers: Vec<WorkerShare> = runs
         .iter()
         .map(|r| WorkerShare {
@@ -413,74 +472,22 @@ pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
         })
         .collect();
     workers.sort_by_key(|w| w.index);
-    let report = LoadgenReport {
-        schema_version: SCHEMA_VERSION,
-        run_id: run_id.clone(),
-        started_at: at(t0),
-        finished_at: at(t_end),
-        duration_secs: duration,
-        ended_by,
-        settings,
-        requests: measured.requests.iter().map(|m| m.stats.clone()).collect(),
-        routes: measured.routes.iter().map(|m| m.stats.clone()).collect(),
-        aggregate: measured.aggregate.stats.clone(),
-        timeline: merge_timelines(&runs, t0),
-        latency_timeline: recorded.latency_timeline.clone(),
-        delivery,
-        gate: GateRecord {
-            passed,
-            rules: verdicts,
-        },
-        files: files_index(
-            &[
-                ("index_html", "index.html"),
-                ("loadgen_json", "loadgen.json"),
-                ("gate_junit", "gate.xml"),
-            ],
-            &files,
-        ),
-        workers,
-        // The open model's counts add up; service time and lag come from the merged
-        // histograms like everything else.
-        open: opens.first().map(|first| OpenModel {
-            plan: first.plan.clone(),
-            arrivals: first.arrivals,
-            max_users: opens.iter().map(|o| o.max_users).sum(),
-            drop_late_ms: first.drop_late_ms,
-            scheduled: opens.iter().map(|o| o.scheduled).sum(),
-            late: measured.late,
-            dropped: measured.dropped,
-            service: measured.service_rows(),
-            lag_ms: measured.lag_ms(),
-        }),
-    };
-    let dir = args.reports.join(&run_id);
-    std::fs::create_dir_all(&dir).map_err(|source| LoadgenError::Reports {
-        path: dir.clone(),
-        source,
-    })?;
-    write_reports(&args.reports, &dir, &report, &files).map_err(|source| {
-        LoadgenError::Reports {
-            path: dir.clone(),
-            source,
-        }
-    })?;
-    print!("{}", terminal::workers(&report.workers));
-    print!("{}", terminal::requests(&report));
-    if let Some(delivery) = &report.delivery {
-        print!("{}", terminal::delivery(delivery));
-    }
-    print!("{}", terminal::gate(&report.gate.rules));
-    println!(
-        "Run {run_id} merged from {} workers ({:.1}s). Report: {}",
-        report.workers.len(),
-        duration,
-        dir.join("index.html").display()
-    );
-    Ok(Outcome {
-        passed,
-        report_dir: dir,
-        report,
+    workers
+}
+
+/// The open model's counts add up; service time and lag come from the merged histograms
+/// like everything else.
+fn merged_open(opens: &[&OpenModel], measured: &Measurements) -> Option<OpenModel> {
+    opens.first().map(|first| OpenModel {
+        plan: first.plan.clone(),
+        arrivals: first.arrivals,
+        max_users: opens.iter().map(|o| o.max_users).sum(),
+        drop_late_ms: first.drop_late_ms,
+        scheduled: opens.iter().map(|o| o.scheduled).sum(),
+        late: measured.late,
+        dropped: measured.dropped,
+        service: measured.service_rows(),
+        lag_ms: measured.lag_ms(),
     })
 }
 

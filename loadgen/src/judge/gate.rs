@@ -6,7 +6,7 @@ use crate::judge::rule::{LedgerField, Metric, Rule, Unit};
 use crate::model::{Change, Delivery, LoadgenReport, SeriesKind};
 pub use crate::model::{RuleSource, Verdict};
 use crate::record::hlog::{Log, LoggedInterval};
-use crate::record::summary::Measurements;
+use crate::record::summary::{Measured, Measurements};
 
 /// A rule with where it came from.
 #[derive(Debug, Clone)]
@@ -132,137 +132,188 @@ pub fn judge_delivery(sourced: &SourcedRule, delivery: Option<&Delivery>) -> Ver
     }
 }
 
+/// A request rule: a count of the open model's schedule, or a figure of one request name
+/// or route, against an absolute limit or a multiple of the calibration's.
 fn judge_one(
     sourced: &SourcedRule,
     measured: &Measurements,
     calibrations: &[Calibration],
 ) -> Verdict {
-    let rule = &sourced.rule;
-    let unit = rule.metric.unit();
-    let verdict = |observed: Option<f64>, limit: f64, passed: bool, detail: String| Verdict {
-        rule: rule.text.clone(),
+    match sourced.rule.metric {
+        Metric::Late | Metric::Dropped => judge_schedule(sourced, measured),
+        _ if sourced.rule.relative => judge_calibrated(sourced, measured, calibrations),
+        _ => judge_request(sourced, measured),
+    }
+}
+
+/// A verdict on `sourced`, with the limit it was judged against.
+fn verdict(
+    sourced: &SourcedRule,
+    observed: Option<f64>,
+    limit: f64,
+    passed: bool,
+    detail: String,
+) -> Verdict {
+    Verdict {
+        rule: sourced.rule.text.clone(),
         source: sourced.source,
         observed,
         limit,
-        unit,
+        unit: sourced.rule.metric.unit(),
         passed,
         detail,
         change: None,
-    };
-    // The open model's counts are the run's, not a request's.
-    if let Metric::Late | Metric::Dropped = rule.metric {
-        let count = if rule.metric == Metric::Late {
-            measured.late
-        } else {
-            measured.dropped
-        } as f64;
-        let detail = if measured.service_aggregate.is_some() {
-            format!("{} requests measured", measured.aggregate.stats.count)
-        } else {
-            "a closed-model run: nothing is scheduled, so nothing is late or dropped".into()
-        };
-        return verdict(
-            Some(count),
-            rule.limit,
-            rule.op.holds(count, rule.limit),
-            detail,
-        );
     }
+}
+
+/// `late` and `dropped`: the open model's counts are the run's, not a request's.
+fn judge_schedule(sourced: &SourcedRule, measured: &Measurements) -> Verdict {
+    let rule = &sourced.rule;
+    let count = if rule.metric == Metric::Late {
+        measured.late
+    } else {
+        measured.dropped
+    } as f64;
+    let detail = if measured.service_aggregate.is_some() {
+        format!("{} requests measured", measured.aggregate.stats.count)
+    } else {
+        "a closed-model run: nothing is scheduled, so nothing is late or dropped".into()
+    };
+    let passed = rule.op.holds(count, rule.limit);
+    verdict(sourced, Some(count), rule.limit, passed, detail)
+}
+
+/// The row a request rule reads: its request name or route (or all), service time for
+/// `service-pNN`; the failing verdict when nothing of that name was measured.
+fn rule_row<'a>(
+    sourced: &SourcedRule,
+    measured: &'a Measurements,
+) -> Result<&'a Measured, Verdict> {
+    let rule = &sourced.rule;
     let row = match rule.metric {
         Metric::Service(_) => measured.find_service(rule.target.as_deref()),
         _ => measured.find(rule.target.as_deref()),
     };
-    let Some(row) = row else {
-        return verdict(
-            None,
-            rule.limit,
-            false,
-            format!(
-                "no request or route named '{}' was measured; names in this run: {}",
-                rule.target.as_deref().unwrap_or_default(),
-                measured.names().join(", ")
-            ),
+    row.ok_or_else(|| {
+        let detail = format!(
+            "no request or route named '{}' was measured; names in this run: {}",
+            rule.target.as_deref().unwrap_or_default(),
+            measured.names().join(", ")
         );
+        verdict(sourced, None, rule.limit, false, detail)
+    })
+}
+
+/// A latency, error-rate or rate rule with an absolute limit.
+fn judge_request(sourced: &SourcedRule, measured: &Measurements) -> Verdict {
+    let rule = &sourced.rule;
+    let row = match rule_row(sourced, measured) {
+        Ok(row) => row,
+        Err(failed) => return failed,
+    };
+    judged(
+        sourced,
+        request_metric(rule.metric, row),
+        rule.limit,
+        String::new(),
+        row,
+    )
+}
+
+/// A latency or rate rule whose limit multiplies the calibration run's same figure.
+fn judge_calibrated(
+    sourced: &SourcedRule,
+    measured: &Measurements,
+    calibrations: &[Calibration],
+) -> Verdict {
+    let rule = &sourced.rule;
+    let row = match rule_row(sourced, measured) {
+        Ok(row) => row,
+        Err(failed) => return failed,
     };
     let observed = request_metric(rule.metric, row);
-    let (limit, mut detail) = if rule.relative {
-        if calibrations.is_empty() {
-            return verdict(
-                observed,
-                rule.limit,
-                false,
-                format!(
-                    "a limit of {}x needs a calibration run to multiply; pass --calibration DIR (see ci/gate.toml)",
-                    rule.limit
-                ),
-            );
-        }
-        // With several calibration runs the slowest sets the scale: a calibration that
-        // happened to be fast must not make an unchanged build fail.
-        let mut bases = Vec::new();
-        for calibration in calibrations {
-            let base = calibration
-                .measured
-                .find(rule.target.as_deref())
-                .and_then(|row| request_metric(rule.metric, row))
-                .filter(|b| *b > 0.0);
-            let Some(base) = base else {
-                return verdict(
-                    observed,
-                    rule.limit,
-                    false,
-                    format!(
-                        "the calibration run {} ({}) has no {} to multiply",
-                        calibration.run_id,
-                        calibration.path,
-                        rule.target.as_deref().unwrap_or("requests")
-                    ),
-                );
-            };
-            bases.push((base, calibration.run_id.as_str()));
-        }
-        let (base, run) = bases
-            .iter()
-            .copied()
-            .fold((0.0, ""), |a, b| if b.0 > a.0 { b } else { a });
-        let others: Vec<String> = bases
-            .iter()
-            .filter(|(_, r)| *r != run)
-            .map(|(b, r)| format!("{} in {r}", unit.format(*b)))
-            .collect();
-        (
-            rule.limit * base,
-            format!(
-                "{}x the calibration's {} (run {}{}); ",
-                rule.limit,
-                unit.format(base),
-                run,
-                if others.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "; the slowest of {} calibrations, also {}",
-                        bases.len(),
-                        others.join(", ")
-                    )
-                }
-            ),
-        )
-    } else {
-        (rule.limit, String::new())
-    };
+    match calibrated_limit(rule, calibrations) {
+        Ok((limit, detail)) => judged(sourced, observed, limit, detail, row),
+        Err(why) => verdict(sourced, observed, rule.limit, false, why),
+    }
+}
+
+/// The verdict on an observed figure, with how many requests it was measured over.
+fn judged(
+    sourced: &SourcedRule,
+    observed: Option<f64>,
+    limit: f64,
+    mut detail: String,
+    row: &Measured,
+) -> Verdict {
     match observed {
-        None => verdict(None, limit, false, detail + "no samples"),
+        None => verdict(sourced, None, limit, false, detail + "no samples"),
         Some(value) => {
-            let passed = rule.op.holds(value, limit);
+            let passed = sourced.rule.op.holds(value, limit);
             detail.push_str(&format!("{} requests measured", row.stats.count));
-            verdict(Some(value), limit, passed, detail)
+            verdict(sourced, Some(value), limit, passed, detail)
         }
     }
 }
 
+/// The limit a multiple stands for, and the detail that says what it multiplied. With
+/// several calibration runs the slowest sets the scale: a calibration that happened to be
+/// fast must not make an unchanged build fail.
+fn calibrated_limit(rule: &Rule, calibrations: &[Calibration]) -> Result<(f64, String), String> {
+    if calibrations.is_empty() {
+        return Err(format!(
+            "a limit of {}x needs a calibration run to multiply; pass --calibration DIR (see .ci/gate.toml)",
+            rule.limit
+        ));
+    }
+    let mut bases = Vec::new();
+    for calibration in calibrations {
+        let base = calibration
+            .measured
+            .find(rule.target.as_deref())
+            .and_then(|row| request_metric(rule.metric, row))
+            .filter(|b| *b > 0.0)
+            .ok_or_else(|| {
+                format!(
+                    "the calibration run {} ({}) has no {} to multiply",
+                    calibration.run_id,
+                    calibration.path,
+                    rule.target.as_deref().unwrap_or("requests")
+                )
+            })?;
+        bases.push((base, calibration.run_id.as_str()));
+    }
+    let unit = rule.metric.unit();
+    let (base, run) = bases
+        .iter()
+        .copied()
+        .fold((0.0, ""), |a, b| if b.0 > a.0 { b } else { a });
+    let others: Vec<String> = bases
+        .iter()
+        .filter(|(_, r)| *r != run)
+        .map(|(b, r)| format!("{} in {r}", unit.format(*b)))
+        .collect();
+    let also = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; the slowest of {} calibrations, also {}",
+            bases.len(),
+            others.join(", ")
+        )
+    };
+    Ok((
+        rule.limit * base,
+        format!(
+            "{}x the calibration's {} (run {run}{also}); ",
+            rule.limit,
+            unit.format(base)
+        ),
+    ))
+}
+
 /// A request metric's value in its unit, or `None` when there is nothing to measure.
-fn request_metric(metric: Metric, row: &crate::record::summary::Measured) -> Option<f64> {
+fn request_metric(metric: Metric, row: &Measured) -> Option<f64> {
     let stats = &row.stats;
     match metric {
         Metric::Percentile(p) => row.percentile_ms(p),
@@ -280,9 +331,7 @@ fn request_metric(metric: Metric, row: &crate::record::summary::Measured) -> Opt
 /// requests/s may not fall, by more than the allowance with 95% confidence. Intervals
 /// shorter than half the usual (the run's last, partial one) are left out.
 pub fn judge_baseline(baseline: &Baseline, now: &[LoggedInterval]) -> Vec<Verdict> {
-    let allowed = baseline.max_regression;
     let interval = baseline.report.settings.interval_secs;
-    let full = |i: &&LoggedInterval| i.duration_secs >= interval * 0.5;
     let mut series: Vec<_> = baseline
         .log
         .intervals
@@ -297,13 +346,11 @@ pub fn judge_baseline(baseline: &Baseline, now: &[LoggedInterval]) -> Vec<Verdic
             Side::new(
                 intervals
                     .iter()
-                    .filter(full)
+                    .filter(|i| i.duration_secs >= interval * 0.5)
                     .filter(|i| i.series == key)
                     .map(|i| (&i.histogram, i.duration_secs)),
             )
         };
-        let before = side(&baseline.log.intervals);
-        let after = side(now);
         let target = match key.kind {
             SeriesKind::Request => key.name.clone(),
             SeriesKind::Route => format!("route {}", key.name),
@@ -312,61 +359,78 @@ pub fn judge_baseline(baseline: &Baseline, now: &[LoggedInterval]) -> Vec<Verdic
             // The lag is how the schedule was kept, not how fast the target is.
             SeriesKind::Lag => continue,
         };
+        let (before, after) = (side(&baseline.log.intervals), side(now));
         for (name, statistic) in [
             ("p50", Statistic::Percentile(50.0)),
             ("p95", Statistic::Percentile(95.0)),
             ("p99", Statistic::Percentile(99.0)),
             ("rps", Statistic::Rate),
         ] {
-            let rule = format!("{name} regression<={allowed}% for {target}");
-            let unit = match statistic {
-                Statistic::Rate => Unit::PerSecond,
-                Statistic::Percentile(_) => Unit::Ms,
-            };
-            let scale = |v: f64| match statistic {
-                Statistic::Rate => v,
-                Statistic::Percentile(_) => v / 1000.0,
-            };
-            let Some(change) = compare::change(&before, &after, statistic, CONFIDENCE) else {
-                verdicts.push(Verdict {
-                    rule,
-                    source: RuleSource::Baseline,
-                    observed: None,
-                    limit: 0.0,
-                    unit,
-                    passed: false,
-                    detail: format!(
-                        "no {target} intervals to compare ({} in the baseline, {} now)",
-                        before.len(),
-                        after.len()
-                    ),
-                    change: None,
-                });
-                continue;
-            };
-            let regressed = compare::regressed(&change, statistic, allowed);
-            let limit = match statistic {
-                Statistic::Rate => change.baseline * (1.0 - allowed / 100.0),
-                Statistic::Percentile(_) => change.baseline * (1.0 + allowed / 100.0),
-            };
-            let detail = explain(&change, statistic, allowed, regressed, baseline);
-            verdicts.push(Verdict {
-                rule,
-                source: RuleSource::Baseline,
-                observed: Some(scale(change.now)),
-                limit: scale(limit),
-                unit,
-                passed: !regressed,
-                detail,
-                change: Some(Change {
-                    baseline: scale(change.baseline),
-                    now: scale(change.now),
-                    ..change
-                }),
-            });
+            let rule = format!(
+                "{name} regression<={}% for {target}",
+                baseline.max_regression
+            );
+            verdicts.push(compare_sides(
+                baseline, rule, &target, statistic, &before, &after,
+            ));
         }
     }
     verdicts
+}
+
+/// One statistic of one series against the baseline's, as the verdict on `rule`.
+fn compare_sides(
+    baseline: &Baseline,
+    rule: String,
+    target: &str,
+    statistic: Statistic,
+    before: &Side,
+    after: &Side,
+) -> Verdict {
+    let allowed = baseline.max_regression;
+    let unit = match statistic {
+        Statistic::Rate => Unit::PerSecond,
+        Statistic::Percentile(_) => Unit::Ms,
+    };
+    let scale = |v: f64| match statistic {
+        Statistic::Rate => v,
+        Statistic::Percentile(_) => v / 1000.0,
+    };
+    let Some(change) = compare::change(before, after, statistic, CONFIDENCE) else {
+        return Verdict {
+            rule,
+            source: RuleSource::Baseline,
+            observed: None,
+            limit: 0.0,
+            unit,
+            passed: false,
+            detail: format!(
+                "no {target} intervals to compare ({} in the baseline, {} now)",
+                before.len(),
+                after.len()
+            ),
+            change: None,
+        };
+    };
+    let regressed = compare::regressed(&change, statistic, allowed);
+    let limit = match statistic {
+        Statistic::Rate => change.baseline * (1.0 - allowed / 100.0),
+        Statistic::Percentile(_) => change.baseline * (1.0 + allowed / 100.0),
+    };
+    Verdict {
+        rule,
+        source: RuleSource::Baseline,
+        observed: Some(scale(change.now)),
+        limit: scale(limit),
+        unit,
+        passed: !regressed,
+        detail: explain(&change, statistic, allowed, regressed, baseline),
+        change: Some(Change {
+            baseline: scale(change.baseline),
+            now: scale(change.now),
+            ..change
+        }),
+    }
 }
 
 /// The verdict's why, in words: the change, its interval, and which side of the allowance.

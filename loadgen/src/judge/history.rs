@@ -1,5 +1,5 @@
-//! The history of gated runs (`reports/history.jsonl`, one line per run that had gate rules)
-//! and `loadgen history`: each metric's trend per settings, with change points flagged.
+//! The history of gated runs (`reports/history.jsonl`, one line per run that had gate rules):
+//! its entries, and the change points in each metric's trend (`render/history.rs` shows them).
 //!
 //! Change points are found by binary segmentation: the split with the least total absolute
 //! deviation from each side's median is accepted when the medians of the runs next to it
@@ -10,7 +10,6 @@
 //! single outlier, and a fixed threshold, which is deterministic, fit it better.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -94,36 +93,6 @@ impl HistoryEntry {
     }
 }
 
-/// `loadgen history`'s flags.
-#[derive(Debug, Clone, clap::Args)]
-pub struct HistoryArgs {
-    /// The reports folder whose history.jsonl to read
-    #[arg(long, value_name = "DIR", default_value = "reports")]
-    pub reports: PathBuf,
-    /// Only metrics whose name contains this, such as p99 or nats
-    #[arg(long, value_name = "TEXT")]
-    pub metric: Option<String>,
-    /// The most recent runs to show, per settings
-    #[arg(long, value_name = "N", default_value_t = 50)]
-    pub last: usize,
-}
-
-/// `loadgen history`: reads the reports folder's history and renders it.
-pub fn show(args: &HistoryArgs) -> Result<String, String> {
-    let path = args.reports.join(FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        format!(
-            "cannot read {} ({e}); a run with gate rules (--threshold or --gate) writes it; pass --reports DIR if they are elsewhere",
-            path.display()
-        )
-    })?;
-    let entries = parse(&text).map_err(|why| format!("{}: {why}", path.display()))?;
-    if entries.is_empty() {
-        return Err(format!("{} holds no runs yet", path.display()));
-    }
-    Ok(render(&entries, args))
-}
-
 /// Parses the history file; a bad line is named by its number.
 pub fn parse(text: &str) -> Result<Vec<HistoryEntry>, String> {
     text.lines()
@@ -153,7 +122,7 @@ const THRESHOLD: f64 = 4.0;
 /// Shifts smaller than this fraction of the level are not reported, however clean.
 const MIN_SHIFT: f64 = 0.05;
 
-fn median(values: &[f64]) -> f64 {
+pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
@@ -222,81 +191,6 @@ fn segment(values: &[f64], offset: usize, found: &mut Vec<ChangePoint>) {
     segment(&values[k..], offset + k, found);
 }
 
-const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-
-fn sparkline(values: &[f64]) -> String {
-    let (lo, hi) = values
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-    values
-        .iter()
-        .map(|v| {
-            if hi - lo <= f64::EPSILON {
-                BARS[3]
-            } else {
-                BARS[(((v - lo) / (hi - lo)) * 7.0).round() as usize]
-            }
-        })
-        .collect()
-}
-
-/// The report `loadgen history` prints: per settings, per metric, the trend and its
-/// change points with the run and commit where each began.
-pub fn render(entries: &[HistoryEntry], args: &HistoryArgs) -> String {
-    let mut by_settings: BTreeMap<&str, Vec<&HistoryEntry>> = BTreeMap::new();
-    for entry in entries {
-        by_settings.entry(&entry.settings).or_default().push(entry);
-    }
-    let mut out = String::new();
-    for (settings, mut runs) in by_settings {
-        runs.sort_by(|a, b| a.started_at.cmp(&b.started_at));
-        let runs = &runs[runs.len().saturating_sub(args.last)..];
-        out.push_str(&format!(
-            "\n{settings}: {} runs, {} .. {}\n",
-            runs.len(),
-            runs[0].run_id,
-            runs[runs.len() - 1].run_id
-        ));
-        let mut names: Vec<&String> = runs.iter().flat_map(|r| r.metrics.keys()).collect();
-        names.sort();
-        names.dedup();
-        for name in names {
-            if args.metric.as_deref().is_some_and(|m| !name.contains(m)) {
-                continue;
-            }
-            let points: Vec<(&HistoryEntry, f64)> = runs
-                .iter()
-                .filter_map(|r| r.metrics.get(name).map(|v| (*r, *v)))
-                .collect();
-            let values: Vec<f64> = points.iter().map(|p| p.1).collect();
-            let changes = change_points(&values);
-            out.push_str(&format!(
-                "  {name:<28} {} latest {:.3}, median {:.3}{}\n",
-                sparkline(&values),
-                values[values.len() - 1],
-                median(&values),
-                if changes.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {} change point(s)", changes.len())
-                }
-            ));
-            for change in changes {
-                let (run, _) = points[change.at];
-                out.push_str(&format!(
-                    "      change at run {} (commit {}): {:.3} -> {:.3} ({:+.1}%)\n",
-                    run.run_id,
-                    run.git_commit.as_deref().unwrap_or("unknown"),
-                    change.before,
-                    change.after,
-                    (change.after / change.before - 1.0) * 100.0
-                ));
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,36 +224,5 @@ mod tests {
             .collect();
         let at: Vec<usize> = change_points(&values).iter().map(|c| c.at).collect();
         assert_eq!(at, vec![6, 12]);
-    }
-
-    #[test]
-    fn the_report_names_the_run_and_commit_of_a_change() {
-        let entries: Vec<HistoryEntry> = (0..8)
-            .map(|i| HistoryEntry {
-                run_id: format!("run-{i}"),
-                started_at: format!("2026-01-0{}T00:00:00Z", i + 1),
-                git_commit: Some(format!("c{i}")),
-                settings: "s".into(),
-                passed: true,
-                metrics: [("p99 POST /".to_string(), if i < 4 { 2.0 } else { 4.0 })]
-                    .into_iter()
-                    .collect(),
-            })
-            .collect();
-        let text = render(
-            &entries,
-            &HistoryArgs {
-                reports: PathBuf::new(),
-                metric: None,
-                last: 50,
-            },
-        );
-        assert!(
-            text.contains("change at run run-4 (commit c4): 2.000 -> 4.000 (+100.0%)"),
-            "{text}"
-        );
-        let line = serde_json::to_string(&entries[0]).unwrap();
-        assert_eq!(parse(&format!("{line}\n\n{line}\n")).unwrap().len(), 2);
-        assert!(parse("{nope").unwrap_err().contains("line 1"));
     }
 }

@@ -185,87 +185,106 @@ impl FromStr for Rule {
             rule: text.clone(),
             why: why.to_string(),
         };
-        let (expression, target) = match text.split_once(" for ") {
-            Some((expression, target)) if !target.trim().is_empty() => {
-                (expression.trim(), Some(target.trim().to_string()))
-            }
-            Some(_) => return Err(malformed("'for' needs a request name after it")),
-            None => (text.as_str(), None),
-        };
-        let at = expression
-            .find(['<', '>', '='])
-            .ok_or_else(|| malformed("no operator (<, <=, >, >=, ==)"))?;
-        let (name, rest) = expression.split_at(at);
-        let (op, value) = [
-            ("<=", Op::Le),
-            (">=", Op::Ge),
-            ("==", Op::Eq),
-            ("<", Op::Lt),
-            (">", Op::Gt),
-        ]
-        .into_iter()
-        .find_map(|(symbol, op)| rest.strip_prefix(symbol).map(|value| (op, value.trim())))
-        .ok_or_else(|| malformed("unknown operator; use <, <=, >, >= or =="))?;
-        let metric = Metric::parse(name.trim()).ok_or_else(|| {
+        let (expression, target) = split_target(&text).map_err(malformed)?;
+        let (name, op, value) = split_op(expression).map_err(malformed)?;
+        let metric = Metric::parse(name).ok_or_else(|| {
             malformed(&format!(
-                "unknown metric '{}'; use pNN (such as p95 or p99.9), avg, max, error-rate, rps, \
+                "unknown metric '{name}'; use pNN (such as p95 or p99.9), avg, max, error-rate, rps, \
                  accepted, stored, lost, duplicates, conflicts, dead_lettered, rejected, a stage percentile such as e2e-p99, \
-                 hop-p99, ingress-p50, or in the open model service-pNN, late, dropped",
-                name.trim()
+                 hop-p99, ingress-p50, or in the open model service-pNN, late, dropped"
             ))
         })?;
-        let relative_value = value.strip_suffix('x').map(str::trim);
-        if relative_value.is_some()
-            && !matches!(
-                metric,
-                Metric::Percentile(_) | Metric::Avg | Metric::Max | Metric::Rps
-            )
-        {
-            return Err(malformed(
-                "only latency (pNN, avg, max) and rps limits can be a multiple of the calibration run (such as 8x)",
-            ));
-        }
-        let limit = match relative_value {
-            Some(times) => times
-                .parse::<f64>()
-                .ok()
-                .filter(|t| t.is_finite() && *t > 0.0),
-            None => parse_limit(metric.unit(), value),
-        }
-        .ok_or_else(|| {
-            malformed(&match metric.unit() {
-                _ if relative_value.is_some() => {
-                    format!("'{value}' is not a multiple such as 8x or 1.5x")
-                }
-                Unit::Ms => format!("'{value}' is not a time such as 500ms, 2s or 800us"),
-                Unit::Percent => format!("'{value}' is not a percentage such as 1%"),
-                Unit::PerSecond => format!("'{value}' is not a rate such as 200"),
-                Unit::Count => format!("'{value}' is not a whole count such as 0"),
-            })
-        })?;
-        if matches!(metric, Metric::Late | Metric::Dropped) && target.is_some() {
-            return Err(malformed(
-                "late and dropped count every request of the run; leave out 'for …'",
-            ));
-        }
-        if let (true, Some(route)) = (metric.is_per_route(), &target)
-            && contract::Route::from_name(route).is_none()
-        {
-            return Err(malformed(&format!(
-                "'{route}' is not a route; use grpc, rabbitmq or nats"
-            )));
-        }
+        let (limit, relative) = parse_rule_limit(metric, value).map_err(|why| malformed(&why))?;
+        check_target(metric, target.as_deref()).map_err(|why| malformed(&why))?;
         let rule = Rule {
             text: text.clone(),
             metric,
             op,
             limit,
             target,
-            relative: relative_value.is_some(),
+            relative,
         };
         rule.check_possible()?;
         Ok(rule)
     }
+}
+
+/// `EXPRESSION for TARGET`, or the expression alone.
+fn split_target(text: &str) -> Result<(&str, Option<String>), &'static str> {
+    match text.split_once(" for ") {
+        Some((expression, target)) if !target.trim().is_empty() => {
+            Ok((expression.trim(), Some(target.trim().to_string())))
+        }
+        Some(_) => Err("'for' needs a request name after it"),
+        None => Ok((text, None)),
+    }
+}
+
+/// `METRIC OP VALUE`, split at its operator.
+fn split_op(expression: &str) -> Result<(&str, Op, &str), &'static str> {
+    let at = expression
+        .find(['<', '>', '='])
+        .ok_or("no operator (<, <=, >, >=, ==)")?;
+    let (name, rest) = expression.split_at(at);
+    let (op, value) = [
+        ("<=", Op::Le),
+        (">=", Op::Ge),
+        ("==", Op::Eq),
+        ("<", Op::Lt),
+        (">", Op::Gt),
+    ]
+    .into_iter()
+    .find_map(|(symbol, op)| rest.strip_prefix(symbol).map(|value| (op, value.trim())))
+    .ok_or("unknown operator; use <, <=, >, >= or ==")?;
+    Ok((name.trim(), op, value))
+}
+
+/// The limit in the metric's unit, or a multiple of the calibration's (`8x`, then `true`).
+fn parse_rule_limit(metric: Metric, value: &str) -> Result<(f64, bool), String> {
+    let relative_value = value.strip_suffix('x').map(str::trim);
+    if relative_value.is_some()
+        && !matches!(
+            metric,
+            Metric::Percentile(_) | Metric::Avg | Metric::Max | Metric::Rps
+        )
+    {
+        return Err(
+            "only latency (pNN, avg, max) and rps limits can be a multiple of the calibration run (such as 8x)".into(),
+        );
+    }
+    let limit = match relative_value {
+        Some(times) => times
+            .parse::<f64>()
+            .ok()
+            .filter(|t| t.is_finite() && *t > 0.0),
+        None => parse_limit(metric.unit(), value),
+    };
+    limit
+        .map(|limit| (limit, relative_value.is_some()))
+        .ok_or_else(|| match metric.unit() {
+            _ if relative_value.is_some() => {
+                format!("'{value}' is not a multiple such as 8x or 1.5x")
+            }
+            Unit::Ms => format!("'{value}' is not a time such as 500ms, 2s or 800us"),
+            Unit::Percent => format!("'{value}' is not a percentage such as 1%"),
+            Unit::PerSecond => format!("'{value}' is not a rate such as 200"),
+            Unit::Count => format!("'{value}' is not a whole count such as 0"),
+        })
+}
+
+/// `for …` fits the metric: none for the run's counts, a route for per-route metrics.
+fn check_target(metric: Metric, target: Option<&str>) -> Result<(), String> {
+    if matches!(metric, Metric::Late | Metric::Dropped) && target.is_some() {
+        return Err("late and dropped count every request of the run; leave out 'for …'".into());
+    }
+    if let (true, Some(route)) = (metric.is_per_route(), target)
+        && contract::Route::from_name(route).is_none()
+    {
+        return Err(format!(
+            "'{route}' is not a route; use grpc, rabbitmq or nats"
+        ));
+    }
+    Ok(())
 }
 
 impl Rule {

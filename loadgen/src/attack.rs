@@ -1,0 +1,126 @@
+//! Goose's side of a run: the configuration it runs with (built here, never from argv), the
+//! attack with loadgen's one scenario registered, the run-time clock that stops it through
+//! its killswitch, and how its run ended. Goose runs the users; loadgen measures and judges.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use goose::GooseError;
+use goose::client::GooseClientBuilder;
+use goose::config::GooseConfiguration;
+use goose::metrics::GooseMetrics;
+use goose::prelude::GooseAttack;
+
+use crate::cli::Settings;
+use crate::error::LoadgenError;
+use crate::model::EndedBy;
+use crate::record::progress::Live;
+use crate::replay::Replay;
+
+/// The attack, configured and with the replay's scenario registered, ready to execute.
+pub fn attack(settings: &Settings, replay: &Arc<Replay>) -> Result<GooseAttack, LoadgenError> {
+    // In the open model users wait for tickets, not a think time.
+    let wait = if settings.open.is_some() {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        settings.wait
+    };
+    let config = configuration(settings, replay.iterations());
+    // One shared client without cookies, or Goose builds one per user before the run. The
+    // users swap it for `replay.connections`' capped one in their first transaction.
+    GooseAttack::initialize_with_config(config)
+        .and_then(|a| {
+            a.set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())
+        })
+        .and_then(|a| Ok(a.register_scenario(replay.scenario(wait, settings.post_only)?)))
+        .map_err(|e| LoadgenError::Goose(error_text(&e)))
+}
+
+/// The configuration Goose runs with: it runs the users; loadgen measures and judges.
+fn configuration(settings: &Settings, iterations: Option<usize>) -> GooseConfiguration {
+    let mut config = GooseConfiguration::default();
+    config.host = Some(settings.host.to_string());
+    // A worker runs its share of the users at its share of the hatch rate.
+    let users = settings.process_users();
+    let hatch_rate = settings.worker.map_or(settings.hatch_rate, |w| {
+        settings.hatch_rate / w.count as f64
+    });
+    // The open model's pool starts at once: its rate is the schedule's, not the ramp's.
+    let hatch_rate = if settings.open.is_some() {
+        (users as f64).max(1000.0)
+    } else {
+        hatch_rate
+    };
+    config.users = Some(users);
+    config.increase_rate = Some(hatch_rate.to_string());
+    config.iterations = iterations;
+    config.no_print_metrics = true;
+    config.no_telnet = true;
+    config.quiet = 1;
+    // loadgen's own histograms are the run's figures, and its live gate judges the rules
+    // (`--abort-on-fail`); Goose's metrics would only duplicate them, at 6% of the CPU.
+    config.no_metrics = true;
+    config.no_threshold_abort = true;
+    config
+}
+
+/// Why Goose's run ended; clears the process-wide killswitch, so a later run in this
+/// process starts clean. A run Goose could not carry out is an error.
+pub fn ended(
+    result: Result<GooseMetrics, GooseError>,
+    timed_out: bool,
+) -> Result<EndedBy, LoadgenError> {
+    let ended_by = if timed_out {
+        EndedBy::RunTime
+    } else if goose::is_killswitch_triggered() {
+        EndedBy::Interrupted
+    } else {
+        EndedBy::Completed
+    };
+    goose::reset_killswitch();
+    // Goose's metrics are off, so nothing else of its result is read.
+    result
+        .map(|_| ended_by)
+        .map_err(|error| LoadgenError::Goose(error_text(&error)))
+}
+
+/// Locust's --run-time counts from the first user's start, ramp-up included; Goose's
+/// counts after it, so loadgen keeps the clock and stops Goose through its killswitch.
+pub fn spawn_run_timer(
+    limit: Duration,
+    fired: Arc<AtomicBool>,
+    live: Arc<Live>,
+    request_timeout: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::time::sleep(limit).await;
+        fired.store(true, Ordering::SeqCst);
+        goose::trigger_killswitch("--run-time reached");
+        // Users stop between requests, so the run outlasts its run time by the slowest
+        // request in flight: say so, or a target that stopped answering looks like a hang.
+        let in_flight = live
+            .sent
+            .load(Ordering::Relaxed)
+            .saturating_sub(live.requests.load(Ordering::Relaxed));
+        if in_flight > 0 {
+            eprintln!(
+                "loadgen: --run-time reached; waiting for the {in_flight} request{} in flight to be answered or to time out (at most --request-timeout {})",
+                if in_flight == 1 { "" } else { "s" },
+                crate::duration::format_ms(request_timeout.as_secs_f64() * 1000.0)
+            );
+        }
+    })
+}
+
+/// Goose's `Display` names only the kind of error; its option and detail say what to fix.
+fn error_text(error: &GooseError) -> String {
+    match error {
+        GooseError::InvalidOption {
+            option,
+            value,
+            detail,
+        } => format!("Goose refused {option} = {value}: {detail}"),
+        other => format!("{other} ({other:?})"),
+    }
+}
