@@ -15,19 +15,19 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::balancer::{Balancer, Hop, balancer_app};
 use crate::config::{Config, parse_run_id};
-use crate::entry::{Entry, entry_app};
+use crate::http::balancer::{Balancer, Hop, balancer_app};
+use crate::http::entry::{Entry, entry_app};
+use crate::http::read::ReadState;
+use crate::http::serve::{Limits, Stopped, serve};
 use crate::paths::grpc::{self, GrpcPublisher};
 use crate::paths::nats::{self, NatsConfig, NatsPublisher, SetupError};
 use crate::paths::rabbitmq::{self, RabbitConfig, RabbitPublisher};
 use crate::paths::{Publisher, Sink};
-use crate::read::ReadState;
 use crate::redact::redact;
-use crate::route::Route;
-use crate::serve::{Limits, Stopped, serve};
 use crate::stats::Stats;
 use crate::store::Store;
+use contract::Route;
 
 /// Where a started receivers instance listens (ports resolved, so port 0 works in tests).
 #[derive(Debug, Clone, Default)]
@@ -269,7 +269,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let closing = Arc::clone(&store);
         let _ = tokio::task::spawn_blocking(move || closing.close()).await;
         let snapshot = stats.snapshot().await;
-        let dir = crate::reports::write(&reports, &id, &snapshot)
+        let dir = crate::stats::reports::write(&reports, &id, &snapshot)
             .with_context(|| format!("writing reports into {}", reports.display()))?;
         tracing::info!("reports written to {}", dir.display());
         Ok(dir)

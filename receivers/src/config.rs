@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::route::Route;
-use crate::serve::Limits;
+use crate::http::serve::Limits;
 use crate::store::StoreLocation;
+use contract::Route;
 
 /// Front-door balancer and three middleware paths (gRPC, RabbitMQ, NATS JetStream) into a store.
 #[derive(Debug, Clone, Parser)]

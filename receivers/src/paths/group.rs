@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Accepted, Disposition, PublishError, Received, Sink};
 use crate::record::Record;
-use crate::route::Route;
 use crate::stats::Stage;
+use contract::Route;
 
 /// How a path sends a group: one result per record, in order.
 pub trait SendGroup: Send + Sync + 'static {

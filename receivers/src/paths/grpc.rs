@@ -22,9 +22,9 @@ use tonic_health::pb::health_client::HealthClient;
 use super::group::{GROUP_LIMITS, Group, SendGroup, batched, receive_batch};
 use super::{Accepted, Disposition, PublishError, Publisher, Received, Sink};
 use crate::record::{Record, now_us};
-use crate::route::Route;
 use crate::stats::Stage;
 use crate::store::InsertOutcome;
+use contract::Route;
 
 /// The entry's side: a lazily connected HTTP/2 channel, shared by every request. The
 /// records that queue while a call is in flight go together in the next, one `StoreBatch`

@@ -19,9 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::record::{self, Invalid, Record, now_us};
 use crate::redact::redact;
-use crate::route::Route;
 use crate::stats::{Stats, StoreOutcome};
 use crate::store::{Inserted, Store, StoreError};
+use contract::Route;
 
 /// Durable acceptance, as far as the path can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

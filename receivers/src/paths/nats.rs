@@ -29,8 +29,8 @@ use super::group::{BatchOutcome, GROUP_LIMITS, Group, SendGroup, receive_batch, 
 use super::{Accepted, Disposition, PublishError, Publisher, Received, Sink, keep_running};
 use crate::record::{Record, digest, now_us};
 use crate::redact::redact;
-use crate::route::Route;
 use crate::stats::Stage;
+use contract::Route;
 
 #[derive(Debug, Clone)]
 pub struct NatsConfig {

@@ -35,8 +35,8 @@ use super::{
 };
 use crate::record::{Record, now_us};
 use crate::redact::redact;
-use crate::route::Route;
 use crate::stats::Stage;
+use contract::Route;
 
 #[derive(Debug, Clone)]
 pub struct RabbitConfig {

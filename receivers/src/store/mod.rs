@@ -24,7 +24,7 @@ pub use sqlite::SqliteStore;
 
 use crate::record::Record;
 use crate::redact::redact;
-use crate::route::Route;
+use contract::Route;
 
 /// What an insert did to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

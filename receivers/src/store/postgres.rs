@@ -21,7 +21,7 @@ use super::{
 };
 use crate::record::{digest, now_us};
 use crate::redact::redact;
-use crate::route::Route;
+use contract::Route;
 
 /// Created once per database; the advisory lock keeps two processes starting together from
 /// racing on `CREATE TABLE`.

@@ -16,7 +16,7 @@ use super::{
     route_counts,
 };
 use crate::record::{Record, digest, now_us};
-use crate::route::Route;
+use contract::Route;
 
 /// SQLite behind the `Store` trait: a writer thread for inserts, a few readers for queries.
 pub struct SqliteStore {

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Inserted, MAX_BATCH, Pending, StoreError};
 use crate::record::Record;
-use crate::route::Route;
+use contract::Route;
 
 pub(crate) struct Writer {
     /// `None` once closed. Sending is synchronous, so the lock is never held across an await.

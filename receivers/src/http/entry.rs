@@ -16,9 +16,9 @@ use contract::Created;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::error::AppError;
+use crate::http::error::AppError;
+use crate::http::read::{ReadState, read_routes};
 use crate::paths::{PublishError, Publisher};
-use crate::read::{ReadState, read_routes};
 use crate::record::{self, Invalid, Record, generated_id, now_us};
 use crate::redact::redact;
 use crate::stats::{Stats, StoreOutcome};

@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use contract::ErrorBody;
 
-use crate::route::Route;
+use contract::Route;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppError {

@@ -1,5 +1,10 @@
 //! Counters and latency histograms per route: workers bump atomics and send latency samples
-//! over a channel; one collector task owns every histogram, so no lock is ever shared.
+//! over a channel; one collector task owns every histogram, so no lock is ever shared. The
+//! snapshot is served as `/stats`, encoded for Prometheus by `prometheus`, and written at
+//! shutdown by `reports`.
+
+pub mod prometheus;
+pub mod reports;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -17,12 +17,12 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use crate::entry::{Entry, post_record, read_body};
-use crate::error::AppError;
-use crate::read::{ReadState, read_routes};
+use crate::http::entry::{Entry, post_record, read_body};
+use crate::http::error::AppError;
+use crate::http::read::{ReadState, read_routes};
 use crate::record::generated_id;
 use crate::redact::redact;
-use crate::route::Route;
+use contract::Route;
 
 /// Where the front door sends a path's records.
 pub enum Hop {

@@ -16,11 +16,11 @@ use serde_json::json;
 
 use contract::RecordsPage;
 
-use crate::error::AppError;
+use crate::http::error::AppError;
 use crate::paths::Publisher;
-use crate::prometheus;
 use crate::redact::redact;
 use crate::stats::Stats;
+use crate::stats::prometheus;
 use crate::store::{Store, StoreError};
 
 /// What the read endpoints look at.
