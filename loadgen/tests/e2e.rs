@@ -211,7 +211,7 @@ fn abort_on_fail_stops_a_run_when_a_delivery_rule_fails_live() {
     // Only the RabbitMQ path, and its broker behind a closed port: every send is refused.
     let receivers = Receivers::start_unready(|c| {
         c.paths = vec![receivers::Route::Rabbitmq];
-        c.amqp_url = "amqp://guest:guest@127.0.0.1:9/%2f".into();
+        c.per_path.rabbitmq.url = "amqp://guest:guest@127.0.0.1:9/%2f".into();
         c.publish_timeout_ms = 500;
     });
     let dir = tempfile::tempdir().unwrap();

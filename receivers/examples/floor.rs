@@ -120,7 +120,7 @@ async fn main() {
         _ => usage(&format!("mode {mode:?} with {} arguments", args.len())),
     };
     let stats = Arc::new(Stats::start("floor".into(), vec![Route::Grpc]));
-    let entry = Arc::new(Entry::new(publisher, stats, &config));
+    let entry = Arc::new(Entry::new(publisher, stats, config.entry_limits()));
     let listener = listen(addr).await;
     eprintln!("floor: the entry listens on http://{addr}, mode {mode}");
     let app = Router::new().route("/", post(post_record).with_state(entry));

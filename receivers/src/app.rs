@@ -1,7 +1,8 @@
-//! Wires the receivers together: binds every listener first (so a port clash fails at once),
-//! starts the store side, then the entries and the front door; shuts down in the order
-//! that loses nothing, within `--shutdown-timeout`: stop HTTP (cutting what is still open at
-//! the deadline), stop the gRPC server and drain the consumers, commit, write reports.
+//! Wires the receivers together, and only wires: opens the store, starts each path through
+//! `paths::start` (its store side, then its entry's publisher), then the entries and the
+//! front door; shuts down in the order that loses nothing, within `--shutdown-timeout`:
+//! stop HTTP (cutting what is still open at the deadline), stop the gRPC server and drain
+//! the consumers, commit, write reports.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,12 +20,8 @@ use crate::config::{Config, parse_run_id};
 use crate::http::balancer::{Balancer, Hop, balancer_app};
 use crate::http::entry::{Entry, entry_app};
 use crate::http::read::ReadState;
-use crate::http::serve::{Limits, Stopped, serve};
-use crate::paths::grpc::{self, GrpcPublisher};
-use crate::paths::nats::{self, NatsConfig, NatsPublisher, SetupError};
-use crate::paths::rabbitmq::{self, RabbitConfig, RabbitPublisher};
-use crate::paths::{Publisher, Sink};
-use crate::redact::redact;
+use crate::http::serve::{Limits, Stopped, bind, serve};
+use crate::paths::{self, EntrySide, PathContext, Sink, StartedPath};
 use crate::stats::Stats;
 use crate::store::Store;
 use contract::Route;
@@ -68,14 +65,62 @@ impl Running {
     }
 }
 
-async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr} for the {what}; stop whatever holds it or pass {flag}")
+/// Starts everything `config` enables and returns at once: the store, every path (its
+/// store side, then its entry's publisher), the entries and the front door. A start that
+/// fails part-way stops what it had started.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let run_id = run_id(&config)?;
+    if config.paths.is_empty() {
+        anyhow::bail!("--paths is empty; enable at least one of grpc, rabbitmq, nats");
+    }
+    let store: Arc<dyn Store> = crate::store::open(&config.store)
+        .await
+        .with_context(|| format!("opening the store {}", config.store))?;
+    let stats = Arc::new(Stats::start(run_id.clone(), config.paths.clone()));
+    let context = path_context(&config, &store, &stats);
+    // The store side stops only after every HTTP request has been answered.
+    let backend_guard = context.shutdown.clone().drop_guard();
+    let mut addrs = Addrs::default();
+    let mut paths = Vec::new();
+    let mut grpc_server = None;
+    for route in &config.paths {
+        let mut path = paths::start(*route, &config.per_path, &context).await?;
+        if let Some((addr, server)) = path.server.take() {
+            addrs.grpc = Some(addr);
+            grpc_server = Some(server);
+        }
+        paths.push(path);
+    }
+    let stop = CancellationToken::new();
+    let servers = if config.no_entries {
+        Vec::new()
+    } else {
+        start_entries(&config, &paths, &store, &stats, &stop, &mut addrs).await?
+    };
+    log_listening(&addrs, &config);
+    backend_guard.disarm();
+    let done = tokio::spawn(shut_down(ShutdownPlan {
+        stop: stop.clone(),
+        servers,
+        backend_stop: context.shutdown,
+        backend: context.tracker,
+        grpc_server,
+        store,
+        stats,
+        reports: config.reports.clone(),
+        run_id: run_id.clone(),
+        timeout: config.shutdown_timeout,
+    }));
+    Ok(Running {
+        addrs,
+        run_id,
+        stop,
+        done,
     })
 }
 
-/// Starts everything `config` enables and returns at once.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
+/// `--run-id`, or a fresh one: a folder name under `--reports`.
+fn run_id(config: &Config) -> anyhow::Result<String> {
     let run_id = config.run_id.clone().unwrap_or_else(|| {
         format!(
             "receivers-{}-{:04x}",
@@ -84,202 +129,128 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         )
     });
     parse_run_id(&run_id).map_err(|e| anyhow!("--run-id {e}"))?;
-    let enabled = config.paths.clone();
-    if enabled.is_empty() {
-        anyhow::bail!("--paths is empty; enable at least one of grpc, rabbitmq, nats");
+    Ok(run_id)
+}
+
+/// What every path's start needs from the receivers' own flags.
+fn path_context(config: &Config, store: &Arc<dyn Store>, stats: &Arc<Stats>) -> PathContext {
+    PathContext {
+        sink: Sink {
+            store: Arc::clone(store),
+            stats: Arc::clone(stats),
+            body_limit: config.body_limit,
+        },
+        shutdown: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+        consumers: !config.no_consumers,
+        entries: !config.no_entries,
+        publish_timeout: config.publish_timeout(),
+        body_read_timeout: config.body_read_timeout,
+        broker_heartbeat: config.broker_heartbeat,
+        limits: config.limits(),
     }
-    let store: Arc<dyn Store> = crate::store::open(&config.store)
-        .await
-        .with_context(|| format!("opening the store {}", config.store))?;
-    let stats = Arc::new(Stats::start(run_id.clone(), enabled.clone()));
-    let sink = Sink {
-        store: Arc::clone(&store),
-        stats: Arc::clone(&stats),
-        body_limit: config.body_limit,
-    };
-    let publish_timeout = config.publish_timeout();
-    let limits = config.limits();
+}
 
-    let stop = CancellationToken::new();
-    // The store side stops only after every HTTP request has been answered.
-    let backend_stop = CancellationToken::new();
-    let backend = TaskTracker::new();
-    let mut addrs = Addrs::default();
-
-    let nats_config = NatsConfig {
-        url: config.nats_url.clone(),
-        stream: config.stream.clone(),
-        subject: config.subject.clone(),
-        consumer: config.consumer.clone(),
-        max_ack_pending: config.max_ack_pending,
-        ack_wait: Duration::from_secs(config.nats_ack_wait_secs),
-        dead_letter_stream: config.dead_letter_stream(),
-        dead_letter_subject: config.dead_letter_subject(),
-        ping_interval: config.broker_heartbeat,
-    };
-    let rabbit_config = RabbitConfig {
-        url: config.amqp_url.clone(),
-        queue: config.queue.clone(),
-        prefetch: config.prefetch,
-        dead_letter: config.dead_letter_queue(),
-        heartbeat: config.broker_heartbeat,
-    };
-    let nats_client = if enabled.contains(&Route::Nats) {
-        let client = nats::connect(&nats_config).await.map_err(|e| anyhow!(e))?;
-        check_nats_setup(&client, &nats_config, !config.no_consumers).await?;
-        Some(client)
-    } else {
-        None
-    };
-
-    // Store side: the gRPC server and the two consumers.
-    let mut grpc_server = None;
-    if !config.no_consumers {
-        if enabled.contains(&Route::Grpc) {
-            let listener = bind(config.grpc_addr, "gRPC server", "--grpc-addr").await?;
-            addrs.grpc = Some(listener.local_addr()?);
-            let call_timeout = config.body_read_timeout + publish_timeout;
-            let app = grpc::router(sink.clone(), call_timeout, backend_stop.clone()).await;
-            // Stopped after the entries, which call it; by then only direct clients remain.
-            let deadline = Duration::from_secs(1);
-            grpc_server = Some(tokio::spawn(serve(
-                listener,
-                app,
-                limits,
-                backend_stop.clone(),
-                deadline,
-            )));
-        }
-        if enabled.contains(&Route::Rabbitmq) {
-            rabbitmq::spawn_consumer(
-                rabbit_config.clone(),
-                sink.clone(),
-                backend_stop.clone(),
-                backend.clone(),
-            );
-        }
-        if let Some(client) = &nats_client {
-            nats::spawn_consumer(
-                client.clone(),
-                nats_config.clone(),
-                sink.clone(),
-                backend_stop.clone(),
-                backend.clone(),
-            );
-        }
-    }
-
-    // Entry side: one HTTP entry per path, and the front door.
-    let mut servers = Vec::new();
-    let mut publishers: Vec<Arc<dyn Publisher>> = Vec::new();
-    if !config.no_entries {
-        for route in &enabled {
-            let publisher: Arc<dyn Publisher> = match route {
-                Route::Grpc => {
-                    let url = match addrs.grpc {
-                        Some(addr) if config.grpc_url.is_none() => format!("http://{addr}"),
-                        _ => config.grpc_url(),
-                    };
-                    Arc::new(GrpcPublisher::new(&url, publish_timeout).map_err(|e| anyhow!(e))?)
-                }
-                Route::Rabbitmq => Arc::new(RabbitPublisher::start(
-                    rabbit_config.clone(),
-                    backend_stop.clone(),
-                    &backend,
-                )),
-                Route::Nats => Arc::new(NatsPublisher::new(
-                    nats_client.clone().expect("a client when nats is enabled"),
-                    nats_config.clone(),
-                )),
-            };
-            publishers.push(publisher);
-        }
-        let read_state = Arc::new(ReadState {
-            store: Arc::clone(&store),
-            stats: Arc::clone(&stats),
-            publishers: publishers.clone(),
-        });
-        let mut entries = Vec::new();
-        for publisher in &publishers {
-            let route = publisher.route();
-            let (addr, flag) = match route {
-                Route::Grpc => (config.grpc_entry_addr, "--grpc-entry-addr"),
-                Route::Rabbitmq => (config.rabbitmq_entry_addr, "--rabbitmq-entry-addr"),
-                Route::Nats => (config.nats_entry_addr, "--nats-entry-addr"),
-            };
-            let listener = bind(addr, &format!("{route} entry"), flag).await?;
-            addrs.entries.push((route, listener.local_addr()?));
-            let entry = Arc::new(Entry::new(
-                Arc::clone(publisher),
-                Arc::clone(&stats),
-                &config,
-            ));
-            entries.push(Arc::clone(&entry));
-            let app = entry_app(entry, Arc::clone(&read_state));
-            servers.push(spawn_server(listener, app, limits, &stop, &config));
-        }
-        if !config.no_balancer {
-            let listener = bind(
-                config.balancer_addr,
-                "front-door balancer",
-                "--balancer-addr",
-            )
-            .await?;
-            addrs.balancer = Some(listener.local_addr()?);
-            let balancer = Arc::new(front_door(&config, &entries)?);
-            let app = balancer_app(balancer, read_state);
-            servers.push(spawn_server(listener, app, limits, &stop, &config));
-        }
-    }
-    log_listening(&addrs, &config);
-
-    let reports = config.reports.clone();
-    let id = run_id.clone();
-    let stopped = stop.clone();
-    let shutdown_timeout = config.shutdown_timeout;
-    let done = tokio::spawn(async move {
-        stopped.cancelled().await;
-        let deadline = Instant::now() + shutdown_timeout;
-        let mut cut = 0;
-        for server in servers {
-            cut += server.await.map_or(0, |s| s.cut);
-        }
-        if cut > 0 {
-            tracing::warn!(
-                "HTTP stopped; {cut} connections still open at --shutdown-timeout were cut"
-            );
-        }
-        tracing::info!("HTTP stopped; stopping the gRPC server and draining consumers");
-        backend_stop.cancel();
-        backend.close();
-        // The consumers finish what they hold (a store commit each); past the deadline, what
-        // they did not ack is redelivered to the next consumer, so nothing is lost.
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_secs(1));
-        if tokio::time::timeout(left, backend.wait()).await.is_err() {
-            tracing::warn!(
-                "consumers still busy at --shutdown-timeout; their unacked messages will be redelivered"
-            );
-        }
-        if let Some(server) = grpc_server {
-            let _ = server.await;
-        }
-        // Commit everything queued before the snapshot, so the report matches the store.
-        let closing = Arc::clone(&store);
-        let _ = tokio::task::spawn_blocking(move || closing.close()).await;
-        let snapshot = stats.snapshot().await;
-        let dir = crate::stats::reports::write(&reports, &id, &snapshot)
-            .with_context(|| format!("writing reports into {}", reports.display()))?;
-        tracing::info!("reports written to {}", dir.display());
-        Ok(dir)
+/// The entry side: one HTTP entry per path, and the front door over them.
+async fn start_entries(
+    config: &Config,
+    paths: &[StartedPath],
+    store: &Arc<dyn Store>,
+    stats: &Arc<Stats>,
+    stop: &CancellationToken,
+    addrs: &mut Addrs,
+) -> anyhow::Result<Vec<JoinHandle<Stopped>>> {
+    let sides: Vec<&EntrySide> = paths.iter().filter_map(|p| p.entry.as_ref()).collect();
+    let read_state = Arc::new(ReadState {
+        store: Arc::clone(store),
+        stats: Arc::clone(stats),
+        publishers: sides.iter().map(|s| Arc::clone(&s.publisher)).collect(),
     });
-    Ok(Running {
-        addrs,
-        run_id,
-        stop,
-        done,
-    })
+    let limits = config.limits();
+    let mut servers = Vec::new();
+    let mut entries = Vec::new();
+    for side in sides {
+        let route = side.publisher.route();
+        let listener = bind(side.addr, &format!("{route} entry"), side.flag).await?;
+        addrs.entries.push((route, listener.local_addr()?));
+        let entry = Arc::new(Entry::new(
+            Arc::clone(&side.publisher),
+            Arc::clone(stats),
+            config.entry_limits(),
+        ));
+        entries.push(Arc::clone(&entry));
+        let app = entry_app(entry, Arc::clone(&read_state));
+        servers.push(spawn_server(listener, app, limits, stop, config));
+    }
+    if !config.no_balancer {
+        let listener = bind(
+            config.balancer_addr,
+            "front-door balancer",
+            "--balancer-addr",
+        )
+        .await?;
+        addrs.balancer = Some(listener.local_addr()?);
+        let balancer = Arc::new(front_door(config, &entries)?);
+        let app = balancer_app(balancer, read_state);
+        servers.push(spawn_server(listener, app, limits, stop, config));
+    }
+    Ok(servers)
+}
+
+/// Everything the shutdown stops, in the order it stops them.
+struct ShutdownPlan {
+    stop: CancellationToken,
+    servers: Vec<JoinHandle<Stopped>>,
+    backend_stop: CancellationToken,
+    backend: TaskTracker,
+    grpc_server: Option<JoinHandle<Stopped>>,
+    store: Arc<dyn Store>,
+    stats: Arc<Stats>,
+    reports: PathBuf,
+    run_id: String,
+    timeout: Duration,
+}
+
+/// Waits for `stop`, then shuts down in the order that loses nothing: HTTP (cutting what
+/// is still open at the deadline), the gRPC server and the consumers, the store's commit,
+/// and last the reports.
+async fn shut_down(plan: ShutdownPlan) -> anyhow::Result<PathBuf> {
+    plan.stop.cancelled().await;
+    let deadline = Instant::now() + plan.timeout;
+    let mut cut = 0;
+    for server in plan.servers {
+        cut += server.await.map_or(0, |s| s.cut);
+    }
+    if cut > 0 {
+        tracing::warn!("HTTP stopped; {cut} connections still open at --shutdown-timeout were cut");
+    }
+    tracing::info!("HTTP stopped; stopping the gRPC server and draining consumers");
+    plan.backend_stop.cancel();
+    plan.backend.close();
+    // The consumers finish what they hold (a store commit each); past the deadline, what
+    // they did not ack is redelivered to the next consumer, so nothing is lost.
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
+    if tokio::time::timeout(left, plan.backend.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "consumers still busy at --shutdown-timeout; their unacked messages will be redelivered"
+        );
+    }
+    if let Some(server) = plan.grpc_server {
+        let _ = server.await;
+    }
+    // Commit everything queued before the snapshot, so the report matches the store.
+    let closing = Arc::clone(&plan.store);
+    let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+    let snapshot = plan.stats.snapshot().await;
+    let dir = crate::stats::reports::write(&plan.reports, &plan.run_id, &snapshot)
+        .with_context(|| format!("writing reports into {}", plan.reports.display()))?;
+    tracing::info!("reports written to {}", dir.display());
+    Ok(dir)
 }
 
 /// Serves `app` until `stop`, letting requests in progress finish until --shutdown-timeout.
@@ -297,45 +268,6 @@ fn spawn_server(
         stop.clone(),
         config.shutdown_timeout,
     ))
-}
-
-/// An existing stream or consumer that does not keep the NATS path's promise is refused at
-/// start-up. NATS being down is not an error: the path answers 503 until it is back, and
-/// checks again on reconnecting.
-async fn check_nats_setup(
-    client: &async_nats::Client,
-    config: &NatsConfig,
-    with_consumer: bool,
-) -> anyhow::Result<()> {
-    let connected = async {
-        while client.connection_state() != async_nats::connection::State::Connected {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(3), connected)
-        .await
-        .is_err()
-    {
-        tracing::warn!(url = %redact(&config.url), "NATS is not reachable yet; the NATS path answers 503 until it is");
-        return Ok(());
-    }
-    match tokio::time::timeout(
-        Duration::from_secs(10),
-        nats::check_setup(client, config, with_consumer),
-    )
-    .await
-    {
-        Ok(Err(mismatch @ SetupError::Mismatch { .. })) => Err(anyhow!(mismatch)),
-        Ok(Err(SetupError::Unreachable(why))) => {
-            tracing::warn!("JetStream set-up not checked yet: {}", redact(&why));
-            Ok(())
-        }
-        Err(_) => {
-            tracing::warn!("JetStream did not answer within 10 s; set-up checked on reconnect");
-            Ok(())
-        }
-        Ok(Ok(())) => Ok(()),
-    }
 }
 
 /// The balancer's upstreams: `--upstream` pairs over HTTP, else this process's own entries,
@@ -389,8 +321,6 @@ fn log_listening(addrs: &Addrs, config: &Config) {
     }
     tracing::info!(
         store = %config.store,
-        amqp = %redact(&config.amqp_url),
-        nats = %redact(&config.nats_url),
         "store opened; broker connections are reported as they come up"
     );
 }

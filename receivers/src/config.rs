@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::http::entry::EntryLimits;
 use crate::http::serve::Limits;
+use crate::paths::PathArgs;
 use crate::store::StoreLocation;
 use contract::Route;
 
@@ -29,37 +31,9 @@ pub struct Config {
     #[arg(long, env = "BALANCER_ADDR", default_value = "127.0.0.1:8080")]
     pub balancer_addr: SocketAddr,
 
-    /// HTTP entry of the gRPC path
-    #[arg(long, env = "GRPC_ENTRY_ADDR", default_value = "127.0.0.1:8081")]
-    pub grpc_entry_addr: SocketAddr,
-
-    /// HTTP entry of the RabbitMQ path
-    #[arg(long, env = "RABBITMQ_ENTRY_ADDR", default_value = "127.0.0.1:8082")]
-    pub rabbitmq_entry_addr: SocketAddr,
-
-    /// HTTP entry of the NATS path
-    #[arg(long, env = "NATS_ENTRY_ADDR", default_value = "127.0.0.1:8083")]
-    pub nats_entry_addr: SocketAddr,
-
-    /// gRPC server (the gRPC path's store side)
-    #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50051")]
-    pub grpc_addr: SocketAddr,
-
-    /// gRPC server the gRPC entry calls [default: http://<grpc-addr>]
-    #[arg(long, env = "GRPC_URL")]
-    pub grpc_url: Option<String>,
-
-    /// RabbitMQ
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp_url: String,
-
-    /// NATS with JetStream
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    pub nats_url: String,
+    /// Each path's own flags (entry address, broker, names), from its file under paths/.
+    #[command(flatten)]
+    pub per_path: PathArgs,
 
     /// Where records are stored: an SQLite file (one process), or a PostgreSQL URL such as
     /// postgres://USER:PASSWORD@127.0.0.1:15432/rig, shared by many (see scripts/postgres)
@@ -86,47 +60,6 @@ pub struct Config {
     /// Balancer weight, ROUTE=N, repeatable [default: 1 each]
     #[arg(long = "weight", value_name = "ROUTE=N")]
     pub weights: Vec<String>,
-
-    /// Durable RabbitMQ queue
-    #[arg(long, env = "RABBITMQ_QUEUE", default_value = "records")]
-    pub queue: String,
-
-    /// RabbitMQ dead-letter exchange and queue (one name) for messages that fail the checks
-    /// [default: <queue>.dead]
-    #[arg(long, env = "RABBITMQ_DEAD_LETTER")]
-    pub dead_letter_queue: Option<String>,
-
-    /// JetStream stream for NATS messages that fail the checks [default: <stream>_DEAD]
-    #[arg(long, env = "NATS_DEAD_LETTER_STREAM")]
-    pub dead_letter_stream: Option<String>,
-
-    /// Subject of that stream [default: <subject>.dead]
-    #[arg(long, env = "NATS_DEAD_LETTER_SUBJECT")]
-    pub dead_letter_subject: Option<String>,
-
-    /// JetStream stream
-    #[arg(long, env = "NATS_STREAM", default_value = "RECORDS")]
-    pub stream: String,
-
-    /// Subject the NATS entry publishes on
-    #[arg(long, env = "NATS_SUBJECT", default_value = "records.ingest")]
-    pub subject: String,
-
-    /// Durable NATS pull consumer
-    #[arg(long, env = "NATS_CONSUMER", default_value = "receivers")]
-    pub consumer: String,
-
-    /// RabbitMQ consumer prefetch
-    #[arg(long, default_value_t = 256)]
-    pub prefetch: u16,
-
-    /// NATS consumer max ack pending
-    #[arg(long, default_value_t = 1024)]
-    pub max_ack_pending: i64,
-
-    /// Seconds NATS waits for the consumer's ack before redelivering
-    #[arg(long, default_value_t = 30)]
-    pub nats_ack_wait_secs: u64,
 
     /// Largest accepted body, bytes
     #[arg(long, default_value_t = 64 * 1024)]
@@ -210,33 +143,20 @@ impl Config {
         }
     }
 
+    /// What each path's entry allows a request.
+    pub fn entry_limits(&self) -> EntryLimits {
+        EntryLimits {
+            max_in_flight: self.max_in_flight,
+            body_limit: self.body_limit,
+            body_read_timeout: self.body_read_timeout,
+            publish_timeout: self.publish_timeout(),
+            slowdown: self.test_slowdown,
+        }
+    }
+
     /// How long an entry waits for its path's durable acceptance.
     pub fn publish_timeout(&self) -> Duration {
         Duration::from_millis(self.publish_timeout_ms)
-    }
-
-    pub fn dead_letter_queue(&self) -> String {
-        self.dead_letter_queue
-            .clone()
-            .unwrap_or_else(|| format!("{}.dead", self.queue))
-    }
-
-    pub fn dead_letter_stream(&self) -> String {
-        self.dead_letter_stream
-            .clone()
-            .unwrap_or_else(|| format!("{}_DEAD", self.stream))
-    }
-
-    pub fn dead_letter_subject(&self) -> String {
-        self.dead_letter_subject
-            .clone()
-            .unwrap_or_else(|| format!("{}.dead", self.subject))
-    }
-
-    pub fn grpc_url(&self) -> String {
-        self.grpc_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.grpc_addr))
     }
 
     /// `ROUTE=VALUE` pairs, each route named once.
@@ -302,8 +222,40 @@ mod tests {
         let c = Config::defaults();
         assert_eq!(c.paths, Route::ALL.to_vec());
         assert_eq!(c.balancer_addr.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.grpc_url(), "http://127.0.0.1:50051");
+        assert_eq!(c.per_path.grpc.url(), "http://127.0.0.1:50051");
         assert_eq!(c.body_limit, 65536);
+    }
+
+    #[test]
+    fn each_path_keeps_its_flags() {
+        let c = Config::parse_from([
+            "receivers",
+            "--grpc-entry-addr",
+            "127.0.0.1:9081",
+            "--grpc-addr",
+            "127.0.0.1:9051",
+            "--amqp-url",
+            "amqp://u:p@127.0.0.1:9672/%2f",
+            "--queue",
+            "q",
+            "--nats-url",
+            "nats://127.0.0.1:9222",
+            "--stream",
+            "S",
+            "--subject",
+            "s.x",
+            "--nats-ack-wait-secs",
+            "5",
+        ]);
+        let p = &c.per_path;
+        assert_eq!(p.grpc.entry_addr.port(), 9081);
+        assert_eq!(p.grpc.url(), "http://127.0.0.1:9051");
+        assert_eq!(p.rabbitmq.url, "amqp://u:p@127.0.0.1:9672/%2f");
+        assert_eq!(p.rabbitmq.dead_letter_queue(), "q.dead");
+        assert_eq!(p.nats.url, "nats://127.0.0.1:9222");
+        assert_eq!(p.nats.dead_letter_stream(), "S_DEAD");
+        assert_eq!(p.nats.dead_letter_subject(), "s.x.dead");
+        assert_eq!(p.nats.nats_ack_wait_secs, 5);
     }
 
     #[test]

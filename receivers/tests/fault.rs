@@ -217,7 +217,7 @@ async fn scenario(store: Backing, dir: &std::path::Path) {
     let mut config = test_config(&names, dir);
     config.store = store.location();
     config.no_consumers = true;
-    config.grpc_url = Some(format!("http://127.0.0.1:{grpc_port}"));
+    config.per_path.grpc.url = Some(format!("http://127.0.0.1:{grpc_port}"));
     config.publish_timeout_ms = 2000;
     let running = receivers::start(config).await.expect("entries start");
     let front = format!("http://{}/", running.addrs.balancer.unwrap());

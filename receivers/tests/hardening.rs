@@ -216,7 +216,7 @@ async fn ready_notices_a_dead_grpc_server() {
     let mut h = Harness::start_unready(|c| {
         c.paths = vec![Route::Grpc];
         c.no_consumers = true;
-        c.grpc_url = Some(format!("http://127.0.0.1:{port}"));
+        c.per_path.grpc.url = Some(format!("http://127.0.0.1:{port}"));
     })
     .await;
     let response = h

@@ -304,8 +304,8 @@ async fn stats_and_metrics_agree_with_the_store_and_reports_are_written() {
 async fn a_broker_that_is_down_gets_503_never_201() {
     // Nothing listens on port 9 of loopback: both brokers are down for this instance.
     let mut h = Harness::start_unready(|c| {
-        c.amqp_url = "amqp://guest:guest@127.0.0.1:9/%2f".into();
-        c.nats_url = "nats://127.0.0.1:9".into();
+        c.per_path.rabbitmq.url = "amqp://guest:guest@127.0.0.1:9/%2f".into();
+        c.per_path.nats.url = "nats://127.0.0.1:9".into();
         c.paths = vec![Route::Rabbitmq, Route::Nats];
         c.publish_timeout_ms = 1000;
     })

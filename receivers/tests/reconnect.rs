@@ -129,7 +129,7 @@ async fn the_rabbitmq_path_comes_back_after_every_cut_with_publishes_in_flight()
     let relay = Relay::start("127.0.0.1:5672").await;
     let h = Harness::start_with(|c| {
         c.paths = vec![Route::Rabbitmq];
-        c.amqp_url = relay.amqp_url();
+        c.per_path.rabbitmq.url = relay.amqp_url();
     })
     .await;
     let entry = h.entry(Route::Rabbitmq);
@@ -201,8 +201,8 @@ fn broker_addr(route: Route) -> &'static str {
 fn point_at(c: &mut receivers::Config, route: Route, relay: &Relay) {
     c.paths = vec![route];
     match route {
-        Route::Nats => c.nats_url = format!("nats://{}", relay.addr),
-        _ => c.amqp_url = relay.amqp_url(),
+        Route::Nats => c.per_path.nats.url = format!("nats://{}", relay.addr),
+        _ => c.per_path.rabbitmq.url = relay.amqp_url(),
     }
 }
 

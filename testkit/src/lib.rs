@@ -110,18 +110,19 @@ pub fn config(names: &Names, dir: &Path) -> Config {
     let mut config = Config::defaults();
     let any: SocketAddr = "127.0.0.1:0".parse().expect("a literal address");
     config.balancer_addr = any;
-    config.grpc_entry_addr = any;
-    config.rabbitmq_entry_addr = any;
-    config.nats_entry_addr = any;
-    config.grpc_addr = any;
-    config.amqp_url = AMQP_URL.into();
-    config.nats_url = NATS_URL.into();
+    let paths = &mut config.per_path;
+    paths.grpc.entry_addr = any;
+    paths.rabbitmq.entry_addr = any;
+    paths.nats.entry_addr = any;
+    paths.grpc.addr = any;
+    paths.rabbitmq.url = AMQP_URL.into();
+    paths.nats.url = NATS_URL.into();
+    paths.rabbitmq.queue = names.queue.clone();
+    paths.nats.stream = names.stream.clone();
+    paths.nats.subject = names.subject.clone();
+    paths.nats.consumer = names.consumer.clone();
     config.store = receivers::store::StoreLocation::Sqlite(dir.join("store.db"));
     config.reports = dir.join("reports");
-    config.queue = names.queue.clone();
-    config.stream = names.stream.clone();
-    config.subject = names.subject.clone();
-    config.consumer = names.consumer.clone();
     config
 }
 

@@ -184,32 +184,30 @@ fn judge_schedule(sourced: &SourcedRule, measured: &Measurements) -> Verdict {
 }
 
 /// The row a request rule reads: its request name or route (or all), service time for
-/// `service-pNN`; the failing verdict when nothing of that name was measured.
-fn rule_row<'a>(
-    sourced: &SourcedRule,
-    measured: &'a Measurements,
-) -> Result<&'a Measured, Verdict> {
+/// `service-pNN`.
+fn rule_row<'a>(sourced: &SourcedRule, measured: &'a Measurements) -> Option<&'a Measured> {
     let rule = &sourced.rule;
-    let row = match rule.metric {
+    match rule.metric {
         Metric::Service(_) => measured.find_service(rule.target.as_deref()),
         _ => measured.find(rule.target.as_deref()),
-    };
-    row.ok_or_else(|| {
-        let detail = format!(
-            "no request or route named '{}' was measured; names in this run: {}",
-            rule.target.as_deref().unwrap_or_default(),
-            measured.names().join(", ")
-        );
-        verdict(sourced, None, rule.limit, false, detail)
-    })
+    }
+}
+
+/// The failing verdict on a rule whose request or route was never measured.
+fn unmeasured(sourced: &SourcedRule, measured: &Measurements) -> Verdict {
+    let detail = format!(
+        "no request or route named '{}' was measured; names in this run: {}",
+        sourced.rule.target.as_deref().unwrap_or_default(),
+        measured.names().join(", ")
+    );
+    verdict(sourced, None, sourced.rule.limit, false, detail)
 }
 
 /// A latency, error-rate or rate rule with an absolute limit.
 fn judge_request(sourced: &SourcedRule, measured: &Measurements) -> Verdict {
     let rule = &sourced.rule;
-    let row = match rule_row(sourced, measured) {
-        Ok(row) => row,
-        Err(failed) => return failed,
+    let Some(row) = rule_row(sourced, measured) else {
+        return unmeasured(sourced, measured);
     };
     judged(
         sourced,
@@ -227,9 +225,8 @@ fn judge_calibrated(
     calibrations: &[Calibration],
 ) -> Verdict {
     let rule = &sourced.rule;
-    let row = match rule_row(sourced, measured) {
-        Ok(row) => row,
-        Err(failed) => return failed,
+    let Some(row) = rule_row(sourced, measured) else {
+        return unmeasured(sourced, measured);
     };
     let observed = request_metric(rule.metric, row);
     match calibrated_limit(rule, calibrations) {

@@ -15,7 +15,6 @@ use axum::{Json, Router};
 use contract::Created;
 use tokio::sync::Semaphore;
 
-use crate::config::Config;
 use crate::http::error::AppError;
 use crate::http::read::{ReadState, read_routes};
 use crate::paths::{PublishError, Publisher};
@@ -39,18 +38,28 @@ pub struct Entry {
     pub slowdown: f64,
 }
 
+/// What an entry allows a request (from the receivers' flags: `Config::entry_limits`).
+#[derive(Debug, Clone, Copy)]
+pub struct EntryLimits {
+    pub max_in_flight: usize,
+    pub body_limit: usize,
+    pub body_read_timeout: Duration,
+    pub publish_timeout: Duration,
+    pub slowdown: f64,
+}
+
 impl Entry {
-    /// An entry for `publisher` with the limits `config` sets.
-    pub fn new(publisher: Arc<dyn Publisher>, stats: Arc<Stats>, config: &Config) -> Entry {
+    /// An entry for `publisher` with `limits`.
+    pub fn new(publisher: Arc<dyn Publisher>, stats: Arc<Stats>, limits: EntryLimits) -> Entry {
         Entry {
             publisher,
             stats,
-            permits: Arc::new(Semaphore::new(config.max_in_flight)),
-            max_in_flight: config.max_in_flight,
-            body_limit: config.body_limit,
-            body_read_timeout: config.body_read_timeout,
-            publish_timeout: config.publish_timeout(),
-            slowdown: config.test_slowdown,
+            permits: Arc::new(Semaphore::new(limits.max_in_flight)),
+            max_in_flight: limits.max_in_flight,
+            body_limit: limits.body_limit,
+            body_read_timeout: limits.body_read_timeout,
+            publish_timeout: limits.publish_timeout,
+            slowdown: limits.slowdown,
         }
     }
 }

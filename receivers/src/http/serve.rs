@@ -3,9 +3,11 @@
 //! shutdown with a deadline past which open connections are cut. axum's own `serve` sets
 //! none of these, so the loop is built from hyper-util's parts.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -34,6 +36,13 @@ pub struct Limits {
 pub struct Stopped {
     /// Connections still open at the deadline, and so cut.
     pub cut: usize,
+}
+
+/// Binds `addr` for `what`; a port in use names the flag that moves it.
+pub async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for the {what}; stop whatever holds it or pass {flag}")
+    })
 }
 
 /// Serves `app` on `listener` until `stop`; then lets the requests in progress finish for

@@ -4,9 +4,11 @@
 //! The server applies the entry's checks (INVALID_ARGUMENT), answers a reused id with
 //! another body with ALREADY_EXISTS, and serves `grpc.health.v1` so `/ready` can see it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::anyhow;
 use axum::Router;
 use futures::future::BoxFuture;
 use proto::ingest::ingest_client::IngestClient;
@@ -20,11 +22,91 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::group::{GROUP_LIMITS, Group, SendGroup, batched, receive_batch};
-use super::{Accepted, Disposition, PublishError, Publisher, Received, Sink};
+use super::{
+    Accepted, Disposition, EntrySide, PathContext, PublishError, Publisher, Received, Sink,
+    StartedPath,
+};
+use crate::http::serve::{bind, serve};
 use crate::record::{Record, now_us};
 use crate::stats::Stage;
 use crate::store::InsertOutcome;
 use contract::Route;
+
+/// The gRPC path's flags.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "gRPC path")]
+pub struct GrpcArgs {
+    /// HTTP entry of the gRPC path
+    #[arg(
+        id = "grpc_entry_addr",
+        long = "grpc-entry-addr",
+        env = "GRPC_ENTRY_ADDR",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub entry_addr: SocketAddr,
+
+    /// gRPC server (the gRPC path's store side)
+    #[arg(
+        id = "grpc_addr",
+        long = "grpc-addr",
+        env = "GRPC_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub addr: SocketAddr,
+
+    /// gRPC server the gRPC entry calls [default: http://<grpc-addr>]
+    #[arg(id = "grpc_url", long = "grpc-url", env = "GRPC_URL")]
+    pub url: Option<String>,
+}
+
+impl GrpcArgs {
+    /// The gRPC server the entry calls.
+    pub fn url(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.addr))
+    }
+}
+
+/// Starts the gRPC server (the store side) and the entry's publisher, which calls this
+/// process's own server unless `--grpc-url` names another.
+pub async fn start(args: &GrpcArgs, context: &PathContext) -> anyhow::Result<StartedPath> {
+    let mut started = StartedPath {
+        route: Route::Grpc,
+        entry: None,
+        server: None,
+    };
+    if context.consumers {
+        let listener = bind(args.addr, "gRPC server", "--grpc-addr").await?;
+        let addr = listener.local_addr()?;
+        let call_timeout = context.body_read_timeout + context.publish_timeout;
+        let app = router(context.sink.clone(), call_timeout, context.shutdown.clone()).await;
+        // Stopped after the entries, which call it; by then only direct clients remain.
+        let deadline = Duration::from_secs(1);
+        let server = tokio::spawn(serve(
+            listener,
+            app,
+            context.limits,
+            context.shutdown.clone(),
+            deadline,
+        ));
+        started.server = Some((addr, server));
+    }
+    if context.entries {
+        let url = match (&started.server, &args.url) {
+            (Some((addr, _)), None) => format!("http://{addr}"),
+            _ => args.url(),
+        };
+        let publisher =
+            GrpcPublisher::new(&url, context.publish_timeout).map_err(|e| anyhow!(e))?;
+        started.entry = Some(EntrySide {
+            publisher: Arc::new(publisher),
+            addr: args.entry_addr,
+            flag: "--grpc-entry-addr",
+        });
+    }
+    Ok(started)
+}
 
 /// The entry's side: a lazily connected HTTP/2 channel, shared by every request. The
 /// records that queue while a call is in flight go together in the next, one `StoreBatch`

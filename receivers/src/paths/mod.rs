@@ -1,7 +1,8 @@
 //! The three middleware paths behind one trait: each takes a record to durable acceptance
-//! (`publish`) and runs whatever carries it on to the store. What the paths share lives
-//! here once: the retry-with-backoff loop, and `Sink::receive`, which checks, stores and
-//! books one received record. Adding a path is one file here.
+//! (`publish`) and runs whatever carries it on to the store. Each path's file holds its
+//! flags, its set-up check and its `start`; `start` here starts any of them. What the
+//! paths share lives here once: the retry-with-backoff loop, and `Sink::receive`, which
+//! checks, stores and books one received record.
 
 pub mod group;
 pub mod grpc;
@@ -9,19 +10,86 @@ pub mod nats;
 pub mod rabbitmq;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use thiserror::Error;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::http::serve::{Limits, Stopped};
 use crate::record::{self, Invalid, Record, now_us};
 use crate::redact::redact;
 use crate::stats::{Stats, StoreOutcome};
 use crate::store::{Inserted, Store, StoreError};
 use contract::Route;
+
+/// Every path's own flags, each path's in its file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PathArgs {
+    #[command(flatten)]
+    pub grpc: grpc::GrpcArgs,
+    #[command(flatten)]
+    pub rabbitmq: rabbitmq::RabbitArgs,
+    #[command(flatten)]
+    pub nats: nats::NatsArgs,
+}
+
+/// What every path's start needs besides its own flags.
+#[derive(Clone)]
+pub struct PathContext {
+    pub sink: Sink,
+    /// The store side's stop: cancelled once every HTTP request has been answered.
+    pub shutdown: CancellationToken,
+    /// The store side's tasks (consumers, publishers' connections), awaited at shutdown.
+    pub tracker: TaskTracker,
+    /// Whether this process runs the store side (consumers, the gRPC server).
+    pub consumers: bool,
+    /// Whether this process runs the entries.
+    pub entries: bool,
+    pub publish_timeout: Duration,
+    /// How long a client has to send its whole body (also a gRPC call's bound, with the
+    /// publish timeout).
+    pub body_read_timeout: Duration,
+    /// How often an idle broker connection is checked (RabbitMQ's heartbeat, NATS's ping).
+    pub broker_heartbeat: Duration,
+    /// The limits of every listener, the gRPC server's too.
+    pub limits: Limits,
+}
+
+/// A started path: its entry side (unless `--no-entries`) and its store side's server,
+/// when it has one (the gRPC path's), with the address that server bound.
+pub struct StartedPath {
+    pub route: Route,
+    pub entry: Option<EntrySide>,
+    pub server: Option<(SocketAddr, JoinHandle<Stopped>)>,
+}
+
+/// What a path's HTTP entry needs from the path: its publisher, and where to listen.
+pub struct EntrySide {
+    pub publisher: Arc<dyn Publisher>,
+    pub addr: SocketAddr,
+    /// The flag that sets `addr`, for the message when it cannot be bound.
+    pub flag: &'static str,
+}
+
+/// Starts `route`'s path: its set-up checked, its store side (unless `--no-consumers`)
+/// and its entry's publisher (unless `--no-entries`).
+pub async fn start(
+    route: Route,
+    args: &PathArgs,
+    context: &PathContext,
+) -> anyhow::Result<StartedPath> {
+    match route {
+        Route::Grpc => grpc::start(&args.grpc, context).await,
+        Route::Rabbitmq => rabbitmq::start(&args.rabbitmq, context).await,
+        Route::Nats => nats::start(&args.nats, context).await,
+    }
+}
 
 /// Durable acceptance, as far as the path can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,10 +6,10 @@
 //! pool of its own; reads go through a pool on the caller's runtime. Both pools reconnect
 //! after a server restart; until then, inserts fail (and the consumers back off).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
@@ -173,6 +173,22 @@ async fn commit(pool: &Pool, batch: &[Pending]) -> Result<Vec<InsertOutcome>, St
     for (i, (_, record, _)) in batch.iter().enumerate() {
         first.entry(record.id.as_str()).or_insert(i);
     }
+    let new_ids = insert_firsts(&tx, batch, &first, &digests).await?;
+    let is_new = |i: usize| first[batch[i].1.id.as_str()] == i && new_ids.contains(&batch[i].1.id);
+    let outcomes = judge_the_rest(&tx, batch, &digests, is_new).await?;
+    count_duplicates(&tx, batch, &outcomes).await?;
+    count_routes(&tx, batch, &outcomes).await?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(outcomes)
+}
+
+/// Inserts the first occurrence of each id in one statement; returns the ids it stored.
+async fn insert_firsts(
+    tx: &Transaction<'_>,
+    batch: &[Pending],
+    first: &HashMap<&str, usize>,
+    digests: &[Vec<u8>],
+) -> Result<HashSet<String>, String> {
     let mut firsts: Vec<usize> = first.values().copied().collect();
     firsts.sort_unstable();
     let column = |f: &dyn Fn(usize) -> String| firsts.iter().map(|i| f(*i)).collect::<Vec<_>>();
@@ -200,11 +216,17 @@ async fn commit(pool: &Pool, batch: &[Pending]) -> Result<Vec<InsertOutcome>, St
         )
         .await
         .map_err(|e| e.to_string())?;
-    let new_ids: std::collections::HashSet<String> =
-        inserted.iter().map(|row| row.get::<_, String>(0)).collect();
+    Ok(inserted.iter().map(|row| row.get::<_, String>(0)).collect())
+}
 
-    // Every insert that is not the new row of its id meets a stored body.
-    let is_new = |i: usize| first[batch[i].1.id.as_str()] == i && new_ids.contains(&batch[i].1.id);
+/// Each insert's outcome: new, or, for one that met a stored body, a duplicate when the
+/// digests agree and a conflict when they do not.
+async fn judge_the_rest(
+    tx: &Transaction<'_>,
+    batch: &[Pending],
+    digests: &[Vec<u8>],
+    is_new: impl Fn(usize) -> bool,
+) -> Result<Vec<InsertOutcome>, String> {
     let mut met: Vec<String> = (0..batch.len())
         .filter(|i| !is_new(*i))
         .map(|i| batch[i].1.id.clone())
@@ -221,29 +243,54 @@ async fn commit(pool: &Pool, batch: &[Pending]) -> Result<Vec<InsertOutcome>, St
             .map(|row| (row.get(0), row.get(1)))
             .collect()
     };
-    let mut outcomes = Vec::with_capacity(batch.len());
+    Ok(batch
+        .iter()
+        .enumerate()
+        .map(|(i, (_, record, _))| {
+            if is_new(i) {
+                InsertOutcome::New
+            } else if stored.get(&record.id) == Some(&digests[i]) {
+                InsertOutcome::Duplicate
+            } else {
+                InsertOutcome::Conflict
+            }
+        })
+        .collect())
+}
+
+/// Adds each id's duplicates to its row.
+async fn count_duplicates(
+    tx: &Transaction<'_>,
+    batch: &[Pending],
+    outcomes: &[InsertOutcome],
+) -> Result<(), String> {
     let mut duplicates: BTreeMap<&str, i64> = BTreeMap::new();
-    for (i, (_, record, _)) in batch.iter().enumerate() {
-        if is_new(i) {
-            outcomes.push(InsertOutcome::New);
-        } else if stored.get(&record.id) == Some(&digests[i]) {
+    for ((_, record, _), outcome) in batch.iter().zip(outcomes) {
+        if *outcome == InsertOutcome::Duplicate {
             *duplicates.entry(record.id.as_str()).or_default() += 1;
-            outcomes.push(InsertOutcome::Duplicate);
-        } else {
-            outcomes.push(InsertOutcome::Conflict);
         }
     }
-    if !duplicates.is_empty() {
-        // In id order, so two processes counting the same ids lock them in the same order.
-        let (ids, counts): (Vec<&str>, Vec<i64>) = duplicates.into_iter().unzip();
-        tx.execute(
-            "UPDATE records SET duplicates = records.duplicates + d.n
-             FROM UNNEST($1::text[], $2::int8[]) AS d(id, n) WHERE records.id = d.id",
-            &[&ids, &counts],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    if duplicates.is_empty() {
+        return Ok(());
     }
+    // In id order, so two processes counting the same ids lock them in the same order.
+    let (ids, counts): (Vec<&str>, Vec<i64>) = duplicates.into_iter().unzip();
+    tx.execute(
+        "UPDATE records SET duplicates = records.duplicates + d.n
+         FROM UNNEST($1::text[], $2::int8[]) AS d(id, n) WHERE records.id = d.id",
+        &[&ids, &counts],
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Adds the new records to their routes' counts.
+async fn count_routes(
+    tx: &Transaction<'_>,
+    batch: &[Pending],
+    outcomes: &[InsertOutcome],
+) -> Result<(), String> {
     for route in Route::ALL {
         let n = (0..batch.len())
             .filter(|i| batch[*i].0 == route && outcomes[*i] == InsertOutcome::New)
@@ -258,8 +305,7 @@ async fn commit(pool: &Pool, batch: &[Pending]) -> Result<Vec<InsertOutcome>, St
             .map_err(|e| e.to_string())?;
         }
     }
-    tx.commit().await.map_err(|e| e.to_string())?;
-    Ok(outcomes)
+    Ok(())
 }
 
 impl Store for PostgresStore {
