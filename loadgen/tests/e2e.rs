@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::receivers::Receivers;
-use common::{FAST, loadgen, read_json, run_dir, schema_errors, traffic_file};
+use common::{Args, read_json, run_dir, schema_errors, traffic_file};
 
 #[test]
 fn a_run_through_the_receivers_reconciles_every_record_by_route() {
@@ -20,13 +20,10 @@ fn a_run_through_the_receivers_reconciles_every_record_by_route() {
         "e2e-p99<10s for nats",
         "error-rate<1%",
     ];
-    let url = receivers.url();
-    let mut args = vec!["-u", "3", "-H", &url];
-    args.extend(FAST);
-    for rule in &rules {
-        args.extend(["--threshold", rule]);
-    }
-    let run = loadgen(&args, reports.path(), Duration::from_secs(180));
+    let run = Args::fast(&receivers.url())
+        .users(3)
+        .rules(&rules)
+        .run(reports.path(), Duration::from_secs(180));
     assert_eq!(
         run.code, 0,
         "stdout:\n{}\nstderr:\n{}",
@@ -99,19 +96,13 @@ fn records_accepted_but_never_stored_are_reported_lost_and_fail_the_gate() {
         "five.json",
         "[{\"a\":1},{\"a\":2},{\"a\":3},{\"a\":4},{\"a\":5}]",
     );
-    let url = receivers.url();
-    let mut args = vec![
-        "-u",
-        "1",
-        "-H",
-        &url,
-        "--traffic",
-        traffic.to_str().unwrap(),
-    ];
-    args.extend(FAST);
-    args.extend(["--drain-timeout", "1s", "--threshold", "lost==0"]);
     let reports = dir.path().join("reports");
-    let run = loadgen(&args, &reports, Duration::from_secs(120));
+    let run = Args::fast(&receivers.url())
+        .users(1)
+        .with(&["--traffic", traffic.to_str().unwrap()])
+        .with(&["--drain-timeout", "1s"])
+        .rule("lost==0")
+        .run(&reports, Duration::from_secs(120));
     assert_eq!(
         run.code, 1,
         "stdout:\n{}\nstderr:\n{}",
@@ -154,38 +145,25 @@ fn the_ci_gate_file_runs_with_abort_on_fail() {
     let receivers = Receivers::start(|_| {});
     let dir = tempfile::tempdir().unwrap();
     let url = receivers.url();
-    let gate = common::workspace_root().join("ci/gate.toml");
-    let mut args = vec![
-        "-u",
-        "2",
-        "-H",
-        &url,
-        "--gate",
-        gate.to_str().unwrap(),
-        "--abort-on-fail",
-        "--traffic",
-    ];
+    let gate = common::workspace_root().join(".ci/gate.toml");
     let traffic = traffic_file(dir.path(), "three.json", "[{\"a\":1},{\"a\":2},{\"a\":3}]");
-    args.push(traffic.to_str().unwrap());
-    args.extend(FAST);
+    let load = Args::fast(&url)
+        .users(2)
+        .with(&["--traffic", traffic.to_str().unwrap()]);
     // The file's latency limits are multiples of a calibration run; here the same load
     // against the same receivers stands in for the ceiling handler, so they hold.
     let calibration_reports = dir.path().join("calibration");
-    let calibration = loadgen(
-        &[
-            &args[..4],
-            &["--no-reconcile", "--traffic", traffic.to_str().unwrap()],
-            &FAST,
-        ]
-        .concat(),
-        &calibration_reports,
-        Duration::from_secs(120),
-    );
+    let calibration = load
+        .clone()
+        .with(&["--no-reconcile"])
+        .run(&calibration_reports, Duration::from_secs(120));
     assert_eq!(calibration.code, 0, "{}", calibration.stderr);
     let calibration = run_dir(&calibration_reports);
-    args.extend(["--calibration", calibration.to_str().unwrap()]);
     let reports = dir.path().join("reports");
-    let run = loadgen(&args, &reports, Duration::from_secs(120));
+    let run = load
+        .with(&["--gate", gate.to_str().unwrap(), "--abort-on-fail"])
+        .with(&["--calibration", calibration.to_str().unwrap()])
+        .run(&reports, Duration::from_secs(120));
     let output = format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     assert!(!run.stderr.contains("refused"), "{output}");
     // Six records cannot meet `accepted>=2000`: judged at the end, as it must be.
@@ -226,29 +204,21 @@ fn abort_on_fail_stops_a_run_when_a_delivery_rule_fails_live() {
         .unwrap();
     let url = format!("http://{entry}");
     let traffic = traffic_file(dir.path(), "one.json", "[{\"a\":1}]");
-    let args = [
-        "-u",
-        "2",
-        "-r",
-        "10",
-        "-H",
-        &url,
-        "--mode",
-        "loop",
-        "-t",
-        "60s",
-        "--wait",
-        "10ms..20ms",
-        "--traffic",
-        traffic.to_str().unwrap(),
-        "--drain-timeout",
-        "1s",
-        "--threshold",
-        "rejected<=5",
-        "--abort-on-fail",
-    ];
     let reports = dir.path().join("reports");
-    let run = loadgen(&args, &reports, Duration::from_secs(120));
+    let run = Args::against(&url)
+        .users(2)
+        .hatch(10)
+        .loop_for("60s")
+        .wait("10ms..20ms")
+        .with(&[
+            "--traffic",
+            traffic.to_str().unwrap(),
+            "--drain-timeout",
+            "1s",
+        ])
+        .rule("rejected<=5")
+        .with(&["--abort-on-fail"])
+        .run(&reports, Duration::from_secs(120));
     let output = format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     assert_eq!(run.code, 1, "{output}");
     let report = read_json(&run_dir(&reports).join("loadgen.json"));

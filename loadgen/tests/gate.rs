@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{FAST, Target, loadgen, run_dir};
+use common::{Args, Target, loadgen, run_dir};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -14,24 +14,10 @@ const DEADLINE: Duration = Duration::from_secs(120);
 fn passing_rules_exit_0_and_a_failing_rule_exits_1() {
     let target = Target::start();
     let reports = tempfile::tempdir().unwrap();
-    let pass = loadgen(
-        &[
-            &[
-                "-u",
-                "2",
-                "-H",
-                &target.url(),
-                "--threshold",
-                "error-rate<1%",
-                "--threshold",
-                "p95<30s for POST /",
-            ][..],
-            &FAST,
-        ]
-        .concat(),
-        reports.path(),
-        DEADLINE,
-    );
+    let pass = Args::fast(&target.url())
+        .users(2)
+        .rules(&["error-rate<1%", "p95<30s for POST /"])
+        .run(reports.path(), DEADLINE);
     assert_eq!(pass.code, 0, "{}{}", pass.stdout, pass.stderr);
     assert!(
         pass.stdout.contains("all 2 rules passed"),
@@ -40,24 +26,10 @@ fn passing_rules_exit_0_and_a_failing_rule_exits_1() {
     );
 
     let reports = tempfile::tempdir().unwrap();
-    let fail = loadgen(
-        &[
-            &[
-                "-u",
-                "2",
-                "-H",
-                &target.url(),
-                "--threshold",
-                "error-rate<1%",
-                "--threshold",
-                "rps>=1000000",
-            ][..],
-            &FAST,
-        ]
-        .concat(),
-        reports.path(),
-        DEADLINE,
-    );
+    let fail = Args::fast(&target.url())
+        .users(2)
+        .rules(&["error-rate<1%", "rps>=1000000"])
+        .run(reports.path(), DEADLINE);
     assert_eq!(fail.code, 1, "{}{}", fail.stdout, fail.stderr);
     assert!(
         fail.stdout.contains("1 of 2 rules FAILED"),
@@ -75,22 +47,10 @@ fn server_errors_fail_an_error_rate_rule_from_the_gate_file() {
     let dir = tempfile::tempdir().unwrap();
     let gate = dir.path().join("gate.toml");
     std::fs::write(&gate, "thresholds = [\"error-rate<1% for POST /\"]\n").unwrap();
-    let run = loadgen(
-        &[
-            &[
-                "-u",
-                "1",
-                "-H",
-                &target.url(),
-                "--gate",
-                gate.to_str().unwrap(),
-            ][..],
-            &FAST,
-        ]
-        .concat(),
-        dir.path(),
-        DEADLINE,
-    );
+    let run = Args::fast(&target.url())
+        .users(1)
+        .with(&["--gate", gate.to_str().unwrap()])
+        .run(dir.path(), DEADLINE);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     let report = common::read_json(&run_dir(dir.path()).join("loadgen.json"));
     let verdict = &report["gate"]["rules"][0];
@@ -101,30 +61,14 @@ fn server_errors_fail_an_error_rate_rule_from_the_gate_file() {
 
 /// A 5 s loop run of 4 users against `target`, in half-second intervals; extra flags last.
 fn timed_run(target: &Target, reports: &std::path::Path, extra: &[&str]) -> common::Finished {
-    let url = target.url();
-    let args = [
-        &[
-            "-u",
-            "4",
-            "-r",
-            "1000",
-            "--mode",
-            "loop",
-            "-t",
-            "5s",
-            "--wait",
-            "5ms..5ms",
-            "--interval",
-            "500ms",
-            "--post-only",
-            "--no-reconcile",
-            "-H",
-            &url,
-        ][..],
-        extra,
-    ]
-    .concat();
-    loadgen(&args, reports, DEADLINE)
+    Args::against(&target.url())
+        .users(4)
+        .hatch(1000)
+        .loop_for("5s")
+        .wait("5ms..5ms")
+        .with(&["--interval", "500ms", "--post-only", "--no-reconcile"])
+        .with(extra)
+        .run(reports, DEADLINE)
 }
 
 #[test]
@@ -228,12 +172,7 @@ fn a_calibration_run_sets_the_scale_of_relative_limits() {
         &dir.path().join("none"),
         &["--threshold", "p50<=10x"],
     );
-    assert_eq!(refused.code, 2, "{}", refused.stderr);
-    assert!(
-        refused.stderr.contains("--calibration"),
-        "{}",
-        refused.stderr
-    );
+    common::assert_refused(&refused, "--calibration");
 }
 
 #[test]
@@ -241,27 +180,14 @@ fn abort_on_fail_stops_a_long_run_at_the_first_failing_rule() {
     let target = Target::start();
     let reports = tempfile::tempdir().unwrap();
     // Loop mode for up to 60 s; no HTTP request answers in under a microsecond.
-    let run = loadgen(
-        &[
-            "-u",
-            "2",
-            "-r",
-            "100",
-            "--mode",
-            "loop",
-            "-t",
-            "60s",
-            "--wait",
-            "10ms..20ms",
-            "-H",
-            &target.url(),
-            "--threshold",
-            "p50<1us",
-            "--abort-on-fail",
-        ],
-        reports.path(),
-        DEADLINE,
-    );
+    let run = Args::against(&target.url())
+        .users(2)
+        .hatch(100)
+        .loop_for("60s")
+        .wait("10ms..20ms")
+        .rule("p50<1us")
+        .with(&["--abort-on-fail"])
+        .run(reports.path(), DEADLINE);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     let report = common::read_json(&run_dir(reports.path()).join("loadgen.json"));
     assert_eq!(report["ended_by"], "interrupted");
@@ -278,12 +204,7 @@ fn history_trends_gated_runs_and_refuses_a_missing_or_corrupt_one() {
     let dir = tempfile::tempdir().unwrap();
     let reports = dir.path().join("reports");
     let missing = loadgen(&["history"], &reports, DEADLINE);
-    assert_eq!(missing.code, 2, "{}", missing.stderr);
-    assert!(
-        missing.stderr.contains("history.jsonl"),
-        "{}",
-        missing.stderr
-    );
+    common::assert_refused(&missing, "history.jsonl");
 
     for _ in 0..2 {
         let run = timed_run(&target, &reports, &["--threshold", "error-rate<1%"]);

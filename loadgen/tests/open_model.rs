@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Target, loadgen, read_json, run_dir, schema_errors};
+use common::{Args, Target, loadgen, read_json, run_dir, schema_errors};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -147,26 +147,13 @@ fn a_stall_shows_in_the_corrected_latency_and_not_in_the_closed_model() {
     let target = Target::start_stalling(Duration::from_secs(5), Duration::from_secs(1));
     let url = target.url();
     let closed_dir = dir.path().join("closed");
-    let run = loadgen(
-        &[
-            "-H",
-            &url,
-            "--mode",
-            "loop",
-            "--post-only",
-            "--no-reconcile",
-            "-u",
-            "10",
-            "-r",
-            "100",
-            "--wait",
-            "45ms..55ms",
-            "-t",
-            "20s",
-        ],
-        &closed_dir,
-        DEADLINE,
-    );
+    let run = Args::against(&url)
+        .users(10)
+        .hatch(100)
+        .loop_for("20s")
+        .wait("45ms..55ms")
+        .with(&["--post-only", "--no-reconcile"])
+        .run(&closed_dir, DEADLINE);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let closed = read_json(&run_dir(&closed_dir).join("loadgen.json"));
     let closed_p99 = post(&closed["requests"], "POST /")["latency_ms"]["p99"]

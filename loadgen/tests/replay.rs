@@ -6,7 +6,7 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use common::{FAST, Target, loadgen, loadgen_under_ulimit, read_json, run_dir, traffic_file};
+use common::{Args, Target, loadgen, loadgen_under_ulimit, read_json, run_dir, traffic_file};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -36,11 +36,9 @@ fn per_user_sends_each_record_once_per_user_then_stops() {
     let target = Target::start();
     let reports = tempfile::tempdir().unwrap();
     let users = 4;
-    let run = loadgen(
-        &[&["-u", "4", "-H", &target.url()][..], &FAST].concat(),
-        reports.path(),
-        DEADLINE,
-    );
+    let run = Args::fast(&target.url())
+        .users(4)
+        .run(reports.path(), DEADLINE);
     assert_eq!(
         run.code, 0,
         "stdout:\n{}\nstderr:\n{}",
@@ -79,15 +77,10 @@ fn per_user_sends_each_record_once_per_user_then_stops() {
 fn shared_sends_every_record_exactly_once_across_users() {
     let target = Target::start();
     let reports = tempfile::tempdir().unwrap();
-    let run = loadgen(
-        &[
-            &["-u", "7", "--mode", "shared", "-H", &target.url()][..],
-            &FAST,
-        ]
-        .concat(),
-        reports.path(),
-        DEADLINE,
-    );
+    let run = Args::fast(&target.url())
+        .users(7)
+        .with(&["--mode", "shared"])
+        .run(reports.path(), DEADLINE);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let records = file_records(&common::workspace_root().join("data/traffic.json"));
     assert_eq!(multiset(parsed_bodies(&target)), multiset(records));
@@ -102,22 +95,10 @@ fn unicode_nested_and_64k_records_replay_byte_for_byte() {
     );
     let path = traffic_file(dir.path(), "odd.json", &text);
     let target = Target::start();
-    let run = loadgen(
-        &[
-            &[
-                "-u",
-                "2",
-                "--traffic",
-                path.to_str().unwrap(),
-                "-H",
-                &target.url(),
-            ][..],
-            &FAST,
-        ]
-        .concat(),
-        dir.path(),
-        DEADLINE,
-    );
+    let run = Args::fast(&target.url())
+        .users(2)
+        .with(&["--traffic", path.to_str().unwrap()])
+        .run(dir.path(), DEADLINE);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let expected_bytes: HashSet<Vec<u8>> = [
         "{\"name\":\"Ñandú 🦤\",\"msg\":\"日本語\"}".to_string(),

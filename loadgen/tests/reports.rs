@@ -5,30 +5,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{FAST, Target, loadgen, read_json, run_dir, schema_errors, workspace_root};
+use common::{Args, FAST, Target, loadgen, read_json, run_dir, schema_errors, workspace_root};
 
 #[test]
 fn a_run_writes_every_report_file_and_the_json_matches_its_schema() {
     let target = Target::start();
     let reports = tempfile::tempdir().unwrap();
-    let run = loadgen(
-        &[
-            &[
-                "-u",
-                "3",
-                "-H",
-                &target.url(),
-                "--seed",
-                "42",
-                "--threshold",
-                "p99<10s",
-            ][..],
-            &FAST,
-        ]
-        .concat(),
-        reports.path(),
-        Duration::from_secs(120),
-    );
+    let run = Args::fast(&target.url())
+        .users(3)
+        .rule("p99<10s")
+        .with(&["--seed", "42"])
+        .run(reports.path(), Duration::from_secs(120));
     assert_eq!(run.code, 0, "{}", run.stderr);
     let dir = run_dir(reports.path());
     for file in ["loadgen.json", "gate.xml", "latency.hlog"] {
@@ -67,13 +54,7 @@ fn a_run_writes_every_report_file_and_the_json_matches_its_schema() {
         timeline_total, 600,
         "the timeline accounts for every request"
     );
-    let interval_total: u64 = report["latency_timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["kind"] == "request")
-        .map(|p| p["count"].as_u64().unwrap())
-        .sum();
+    let interval_total = common::interval_total(&report);
     assert_eq!(
         interval_total, 600,
         "the intervals account for every request"
@@ -128,28 +109,13 @@ fn requests_with_no_answer_are_counted_by_cause_not_logged_one_by_one() {
         let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
     });
     let reports = tempfile::tempdir().unwrap();
-    let run = loadgen(
-        &[
-            "-u",
-            "2",
-            "-r",
-            "100",
-            "-t",
-            "2s",
-            "--mode",
-            "loop",
-            "--wait",
-            "5ms..5ms",
-            "--post-only",
-            "--no-reconcile",
-            "--progress-every",
-            "1",
-            "-H",
-            &url,
-        ],
-        reports.path(),
-        Duration::from_secs(60),
-    );
+    let run = Args::against(&url)
+        .users(2)
+        .hatch(100)
+        .loop_for("2s")
+        .wait("5ms..5ms")
+        .with(&["--post-only", "--no-reconcile", "--progress-every", "1"])
+        .run(reports.path(), Duration::from_secs(60));
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report = read_json(&run_dir(reports.path()).join("loadgen.json"));
     assert_eq!(schema_errors(&report), Vec::<String>::new());
@@ -198,26 +164,12 @@ fn a_target_that_never_answers_holds_the_end_of_the_run_only_for_the_request_tim
         drop(stream);
     });
     let reports = tempfile::tempdir().unwrap();
-    let run = loadgen(
-        &[
-            "-u",
-            "2",
-            "-r",
-            "100",
-            "-t",
-            "1s",
-            "--mode",
-            "loop",
-            "--post-only",
-            "--no-reconcile",
-            "--request-timeout",
-            "3s",
-            "-H",
-            &url,
-        ],
-        reports.path(),
-        Duration::from_secs(60),
-    );
+    let run = Args::against(&url)
+        .users(2)
+        .hatch(100)
+        .loop_for("1s")
+        .with(&["--post-only", "--no-reconcile", "--request-timeout", "3s"])
+        .run(reports.path(), Duration::from_secs(60));
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stderr
@@ -244,11 +196,11 @@ fn run_time_counts_from_the_first_user_and_stops_the_run() {
     let target = Target::start();
     let reports = tempfile::tempdir().unwrap();
     // A slow ramp (1 user/s for 50 users) would take 50 s; --run-time 3s must cut it.
-    let run = loadgen(
-        &["-u", "50", "-r", "1", "-t", "3s", "-H", &target.url()],
-        reports.path(),
-        Duration::from_secs(60),
-    );
+    let run = Args::against(&target.url())
+        .users(50)
+        .hatch(1)
+        .with(&["-t", "3s"])
+        .run(reports.path(), Duration::from_secs(60));
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report = read_json(&run_dir(reports.path()).join("loadgen.json"));
     assert_eq!(report["ended_by"], "run-time");
@@ -331,15 +283,10 @@ fn threads_sets_the_runtime_that_runs_the_users() {
 fn another_hdrhistogram_implementation_reads_the_latency_log_back() {
     let target = Target::start();
     let reports = tempfile::tempdir().unwrap();
-    let run = loadgen(
-        &[
-            &["-u", "4", "-H", &target.url(), "--interval", "200ms"][..],
-            &FAST,
-        ]
-        .concat(),
-        reports.path(),
-        Duration::from_secs(120),
-    );
+    let run = Args::fast(&target.url())
+        .users(4)
+        .with(&["--interval", "200ms"])
+        .run(reports.path(), Duration::from_secs(120));
     assert_eq!(run.code, 0, "{}", run.stderr);
     let dir = run_dir(reports.path());
     let out = std::process::Command::new(workspace_root().join("scripts/hdrh-py"))

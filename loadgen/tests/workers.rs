@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::receivers::Receivers;
-use common::{FAST, Finished, loadgen, read_json, schema_errors};
+use common::{Args, FAST, Finished, loadgen, read_json, schema_errors};
 
 const DEADLINE: Duration = Duration::from_secs(180);
 
@@ -28,14 +28,11 @@ fn run_workers(
                 let worker = format!("{i}/{count}");
                 let start = start.clone();
                 scope.spawn(move || {
-                    let args = [
-                        &["-u", users, "-H", url, "--run-id", run_id][..],
-                        &["--worker", &worker, "--start-at", &start],
-                        &FAST,
-                        extra,
-                    ]
-                    .concat();
-                    loadgen(&args, reports, DEADLINE)
+                    Args::fast(url)
+                        .with(&["-u", users, "--run-id", run_id])
+                        .with(&["--worker", &worker, "--start-at", &start])
+                        .with(extra)
+                        .run(reports, DEADLINE)
                 })
             })
             .collect();
@@ -76,11 +73,9 @@ fn two_workers_merged_match_one_process_with_the_same_users() {
     let url = receivers.url();
     let dir = tempfile::tempdir().unwrap();
 
-    let one = loadgen(
-        &[&["-u", "6", "-H", &url][..], &FAST].concat(),
-        &dir.path().join("one"),
-        DEADLINE,
-    );
+    let one = Args::fast(&url)
+        .users(6)
+        .run(&dir.path().join("one"), DEADLINE);
     assert_eq!(one.code, 0, "{}{}", one.stdout, one.stderr);
     let single = read_json(&common::run_dir(&dir.path().join("one")).join("loadgen.json"));
 
@@ -120,13 +115,7 @@ fn two_workers_merged_match_one_process_with_the_same_users() {
         worker_counts
     );
     assert_eq!(workers[0]["settings"]["worker"]["users"], 3);
-    let interval_total: u64 = merged["latency_timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["kind"] == "request")
-        .map(|p| p["count"].as_u64().unwrap())
-        .sum();
+    let interval_total = common::interval_total(&merged);
     assert_eq!(interval_total, worker_counts);
     assert_eq!(merged["workers"].as_array().unwrap().len(), 2);
     assert!(
@@ -277,11 +266,7 @@ fn a_merge_refuses_folders_that_are_not_one_whole_run() {
     );
     // A folder of a run without --worker.
     let single = dir.path().join("single");
-    let run = loadgen(
-        &[&["-u", "1", "-H", &url][..], &FAST].concat(),
-        &single,
-        DEADLINE,
-    );
+    let run = Args::fast(&url).users(1).run(&single, DEADLINE);
     assert_eq!(run.code, 0, "{}", run.stderr);
     refused(&[&a0, &common::run_dir(&single)], &["not a worker's"]);
     // And the good pair merges.

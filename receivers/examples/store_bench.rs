@@ -3,7 +3,10 @@
 //! CONCURRENCY tasks, as the consumers do, into a fresh SQLite file and a fresh database on
 //! the project's PostgreSQL cluster; medians of ROUNDS rounds and the ratio are printed.
 //!
+//!   STORE_BENCH_POSTGRES=$(scripts/postgres url) \
 //!   cargo run --release -p receivers --example store_bench -- [RECORDS] [CONCURRENCY] [ROUNDS]
+//!
+//! Each round's PostgreSQL database is made on that cluster and dropped after the round.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +41,29 @@ async fn fill(store: Arc<dyn Store>, records: usize, concurrency: usize) -> f64 
     records as f64 / started.elapsed().as_secs_f64()
 }
 
+/// One statement on the cluster's own database (CREATE or DROP DATABASE).
+async fn admin(url: &str, statement: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL answers at STORE_BENCH_POSTGRES (scripts/postgres up)");
+    tokio::spawn(connection);
+    client
+        .batch_execute(statement)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+/// A fresh database on the cluster at `admin_url`: its name and URL.
+async fn fresh_database(admin_url: &str, round: usize) -> (String, String) {
+    let name = format!("store_bench_{}_{round}", std::process::id());
+    admin(admin_url, &format!("CREATE DATABASE {name}")).await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .expect("a URL that names a database");
+    (name.clone(), format!("{base}/{name}"))
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -52,6 +78,9 @@ async fn main() {
             .unwrap_or(default)
     };
     let (records, concurrency, rounds) = (arg(1, 50_000), arg(2, 256), arg(3, 3));
+    let admin_url = std::env::var("STORE_BENCH_POSTGRES").expect(
+        "STORE_BENCH_POSTGRES: the PostgreSQL cluster's URL, as `scripts/postgres url` prints it (scripts/bench-store sets it)",
+    );
     let mut sqlite = Vec::new();
     let mut postgres = Vec::new();
     for round in 1..=rounds {
@@ -65,8 +94,8 @@ async fn main() {
         println!("round {round}: SQLite     {rate:>9.0} records/s");
         sqlite.push(rate);
 
-        let db = testkit::TestDatabase::create();
-        let store = store::open(&StoreLocation::Postgres(db.url.clone()))
+        let (name, url) = fresh_database(&admin_url, round).await;
+        let store = store::open(&StoreLocation::Postgres(url))
             .await
             .expect("PostgreSQL opens (scripts/postgres up)");
         let rate = fill(Arc::clone(&store), records, concurrency).await;
@@ -75,6 +104,7 @@ async fn main() {
             .unwrap();
         println!("round {round}: PostgreSQL {rate:>9.0} records/s");
         postgres.push(rate);
+        admin(&admin_url, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
     }
     let (s, p) = (median(sqlite), median(postgres));
     println!(

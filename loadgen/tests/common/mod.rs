@@ -335,3 +335,82 @@ pub fn traffic_file(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// Quick flags for tests: no wait, every user at once.
 pub const FAST: [&str; 4] = ["--wait", "0ms..0ms", "--hatch-rate", "1000"];
+
+/// A loadgen command line, built the way the tests vary it:
+/// `Args::fast(&url).users(2).rule("p95<1s").run(reports, DEADLINE)`.
+#[derive(Debug, Clone, Default)]
+pub struct Args(Vec<String>);
+
+impl Args {
+    /// Against `host`, with no wait and every user started at once (`FAST`).
+    pub fn fast(host: &str) -> Args {
+        Args::against(host).with(&FAST)
+    }
+
+    /// Against `host` (`-H`), with loadgen's defaults otherwise.
+    pub fn against(host: &str) -> Args {
+        Args::default().with(&["-H", host])
+    }
+
+    /// `-u n`.
+    pub fn users(self, n: usize) -> Args {
+        self.with(&["-u", &n.to_string()])
+    }
+
+    /// `--mode loop` for `time` (`-t`).
+    pub fn loop_for(self, time: &str) -> Args {
+        self.with(&["--mode", "loop", "-t", time])
+    }
+
+    /// `-r rate`: users started per second.
+    pub fn hatch(self, rate: usize) -> Args {
+        self.with(&["-r", &rate.to_string()])
+    }
+
+    /// `--wait MIN..MAX`.
+    pub fn wait(self, range: &str) -> Args {
+        self.with(&["--wait", range])
+    }
+
+    /// A gate rule (`--threshold`).
+    pub fn rule(self, rule: &str) -> Args {
+        self.with(&["--threshold", rule])
+    }
+
+    /// Gate rules, in order.
+    pub fn rules(self, rules: &[&str]) -> Args {
+        rules.iter().fold(self, |args, rule| args.rule(rule))
+    }
+
+    /// Any other flags, as given.
+    pub fn with(mut self, args: &[&str]) -> Args {
+        self.0.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    pub fn list(&self) -> Vec<&str> {
+        self.0.iter().map(String::as_str).collect()
+    }
+
+    /// Runs `loadgen` with these flags, as [`loadgen`] does.
+    pub fn run(&self, reports: &Path, deadline: Duration) -> Finished {
+        loadgen(&self.list(), reports, deadline)
+    }
+}
+
+/// Requests counted over the report's latency intervals: every request is in one.
+pub fn interval_total(report: &serde_json::Value) -> u64 {
+    report["latency_timeline"]
+        .as_array()
+        .expect("a latency timeline")
+        .iter()
+        .filter(|p| p["kind"] == "request")
+        .map(|p| p["count"].as_u64().expect("a count"))
+        .sum()
+}
+
+/// `run` was refused as bad usage (exit 2), with `needle` in what it said.
+pub fn assert_refused(run: &Finished, needle: &str) {
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains(needle), "{}", run.stderr);
+}
