@@ -62,9 +62,9 @@ struct UserPlan {
     /// Set once a shared-mode user has nothing left, so its last GET is skipped too.
     spent: bool,
     rng: StdRng,
-    /// `/` on the target, parsed once. Goose's `get_request_builder` joins the path to the
-    /// host, prints the URL and has reqwest parse it again, for every request: 1.04x the
-    /// requests per CPU-second with no wait without that (README, "What each change bought").
+    /// `/` on the target, parsed once: Goose's `get_request_builder` joins the path to the
+    /// host, prints the URL and has reqwest parse it again, for every request, and that
+    /// costs requests per CPU-second (docs/performance-notes.md).
     target: Option<url::Url>,
 }
 

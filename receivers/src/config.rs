@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::http::entry::EntryLimits;
-use crate::http::serve::Limits;
 use crate::paths::PathArgs;
+use crate::serve::Limits;
 use crate::store::StoreLocation;
 use contract::Route;
 

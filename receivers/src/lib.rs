@@ -3,9 +3,9 @@
 //!
 //! Data flow: `http::balancer` -> `http::entry` (one per path) -> `paths::{grpc,
 //! rabbitmq, nats}` -> `store`; every stage reports to `stats`, served by `http::read`
-//! and written by `stats::reports`. `record` holds the checks every hop applies;
-//! `http::serve` the limits every listener has; `redact` keeps secrets out of logs;
-//! `app` only wires the parts together.
+//! and written by `stats::reports`. `record` holds the checks every hop applies; `serve`
+//! the accept loop and limits every listener has (the HTTP edge's and the gRPC path's);
+//! `redact` keeps secrets out of logs; `app` only wires the parts together.
 
 pub mod app;
 pub mod config;
@@ -13,6 +13,7 @@ pub mod http;
 pub mod paths;
 pub mod record;
 pub mod redact;
+pub mod serve;
 pub mod stats;
 pub mod store;
 

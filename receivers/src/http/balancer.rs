@@ -1,6 +1,6 @@
 //! The front door: `POST /` goes round-robin (weighted) over the paths' entries, `POST /<route>`
-//! to one. An entry in this process is called directly, with no HTTP hop (with the hop the front
-//! door matched nginx over the same entries; without it, 1.17x nginx: scripts/bench-receivers);
+//! to one. An entry in this process is called directly, with no HTTP hop, which is what
+//! lets the front door carry more than nginx over the same entries (scripts/bench-receivers);
 //! one elsewhere (`--upstream`) over HTTP. An entry that refuses connections or answers 503 is
 //! skipped for a cooldown, and the request tries the next: resending is safe, the store keys on
 //! the id, and a record sent without an Idempotency-Key is named here, before its first attempt,

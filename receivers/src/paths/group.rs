@@ -2,10 +2,10 @@
 //! queue meanwhile go out together in the next. A broker's fixed cost per message (the
 //! NATS server's fsync before its PublishAck), or a gRPC call's HTTP/2 stream and headers,
 //! is then paid once for many records; when the path is idle a record goes alone, at once.
-//! One send at a time, as the store's writer commits one batch at a time: measured at 64
-//! users against 2 and 4 in flight (README, bench-receivers), on the brokers and on gRPC,
-//! fewer and larger sends cost less per record, and a record's wait for the send ahead of
-//! it stays under one round trip.
+//! One send at a time, as the store's writer commits one batch at a time: on the brokers
+//! and on gRPC, fewer and larger sends cost less per record than 2 or 4 in flight
+//! (docs/performance-notes.md), and a record's wait for the send ahead of it stays under
+//! one round trip.
 
 use std::sync::Arc;
 

@@ -26,8 +26,8 @@ use super::{
     Accepted, Disposition, EntrySide, PathContext, PublishError, Publisher, Received, Sink,
     StartedPath,
 };
-use crate::http::serve::{bind, serve};
 use crate::record::{Record, now_us};
+use crate::serve::{bind, serve};
 use crate::stats::Stage;
 use crate::store::InsertOutcome;
 use contract::Route;

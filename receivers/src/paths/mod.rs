@@ -21,9 +21,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::http::serve::{Limits, Stopped};
 use crate::record::{self, Invalid, Record, now_us};
 use crate::redact::redact;
+use crate::serve::{Limits, Stopped};
 use crate::stats::{Stats, StoreOutcome};
 use crate::store::{Inserted, Store, StoreError};
 use contract::Route;

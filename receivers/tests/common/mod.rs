@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use receivers::http::serve::{Limits, serve};
+use receivers::serve::{Limits, serve};
 use receivers::{Config, Route, Running};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
