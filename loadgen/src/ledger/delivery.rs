@@ -145,8 +145,8 @@ impl Receivers {
 }
 
 /// After the run: wait for the receivers to drain, fetch this run's stored ids, and build
-/// the ledger and this run's latency; writes `receivers-stats.json` and the `.hgrm` files
-/// into `dir` and returns their names beside the delivery section.
+/// the ledger and this run's latency. Returns the delivery section, and the texts of
+/// `receivers-stats.json` and the `.hgrm` files by name, for `output` to write.
 pub async fn reconcile(
     receivers: &Receivers,
     run_id: &str,

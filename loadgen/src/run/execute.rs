@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use goose::prelude::GooseAttack;
+use tokio::task::JoinHandle;
 
 use crate::attack;
 use crate::error::LoadgenError;
@@ -38,17 +39,7 @@ pub(super) async fn execute(
     let started_at = chrono::Utc::now();
     let started_wall = SystemTime::now();
     let clock = Instant::now();
-    let live_gate =
-        (settings.abort_on_fail && live_gate::has_live_rules(&settings.rules)).then(|| {
-            live_gate::spawn(
-                settings.rules.clone(),
-                started.receivers.clone(),
-                started.start_stats.clone(),
-                Arc::clone(&started.replay),
-                settings.process_users(),
-                move || clock.elapsed().as_secs_f64(),
-            )
-        });
+    let live_gate = spawn_live_gate(started, clock);
     let sampler = Sampler::start(
         Arc::clone(&started.live),
         started.schedule.clone(),
@@ -70,14 +61,7 @@ pub(super) async fn execute(
     if let Some(timer) = timer {
         timer.abort();
     }
-    let live_failure = match live_gate {
-        None => None,
-        Some(task) if task.is_finished() => task.await.ok().flatten(),
-        Some(task) => {
-            task.abort();
-            None
-        }
-    };
+    let live_failure = live_verdict(live_gate).await;
     let timeline = sampler.finish().await;
     let duration = clock.elapsed().as_secs_f64();
     let ended_by = attack::ended(result, timed_out.load(Ordering::SeqCst))?;
@@ -91,4 +75,32 @@ pub(super) async fn execute(
         live_failure,
         recorded,
     })
+}
+
+/// The live gate of `--abort-on-fail`, when a rule can be judged while the run goes.
+fn spawn_live_gate(started: &Started, clock: Instant) -> Option<JoinHandle<Option<Verdict>>> {
+    let settings = &started.prepared.settings;
+    (settings.abort_on_fail && live_gate::has_live_rules(&settings.rules)).then(|| {
+        live_gate::spawn(
+            settings.rules.clone(),
+            started.receivers.clone(),
+            started.start_stats.clone(),
+            Arc::clone(&started.replay),
+            settings.process_users(),
+            move || clock.elapsed().as_secs_f64(),
+        )
+    })
+}
+
+/// The rule that stopped the run, if the live gate stopped it; a gate still watching is
+/// stopped.
+async fn live_verdict(live_gate: Option<JoinHandle<Option<Verdict>>>) -> Option<Verdict> {
+    match live_gate {
+        None => None,
+        Some(task) if task.is_finished() => task.await.ok().flatten(),
+        Some(task) => {
+            task.abort();
+            None
+        }
+    }
 }
