@@ -400,3 +400,108 @@ async fn the_front_door_fails_over_between_entries_in_its_own_process() {
     assert_eq!(answer["route"], "grpc", "{answer}");
     stop.cancel();
 }
+
+/// A path whose publish waits until the test lets it through: it says when a publish has
+/// begun, and when a publish future was dropped before it ended.
+#[derive(Default)]
+struct GatedPublisher {
+    begun: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+    dropped: std::sync::atomic::AtomicBool,
+}
+
+/// Sets `dropped` unless disarmed: a publish future dropped mid-way.
+struct DropFlag<'a>(&'a std::sync::atomic::AtomicBool, bool);
+
+impl Drop for DropFlag<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+impl Publisher for GatedPublisher {
+    fn route(&self) -> Route {
+        Route::Nats
+    }
+
+    fn publish<'a>(&'a self, _record: &'a Record) -> BoxFuture<'a, Result<Accepted, PublishError>> {
+        Box::pin(async move {
+            let mut flag = DropFlag(&self.dropped, true);
+            self.begun.notify_one();
+            self.release.notified().await;
+            flag.1 = false;
+            Ok(Accepted {
+                duplicate: false,
+                dropped_by_broker: false,
+            })
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async { true })
+    }
+}
+
+#[tokio::test]
+async fn a_publish_that_completes_after_the_client_left_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("store.db")).unwrap());
+    let stats = Arc::new(Stats::start("edge".into(), vec![Route::Nats]));
+    let publisher = Arc::new(GatedPublisher::default());
+    let read = Arc::new(ReadState {
+        store,
+        stats: Arc::clone(&stats),
+        publishers: vec![publisher.clone() as Arc<dyn paths::Publisher>],
+    });
+    let stop = CancellationToken::new();
+    let url = serve_on_port_0(
+        entry_app(entry_over(publisher.clone(), &stats), read),
+        &stop,
+    )
+    .await;
+
+    // A client sends a whole record, then leaves once the publish has begun: it half-closes
+    // and reads until the server closes the connection, which drops its request's handler.
+    let addr = url.trim_start_matches("http://");
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = "{\"a\":1}";
+    let request = format!(
+        "POST / HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\nidempotency-key: left-1\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), publisher.begun.notified())
+        .await
+        .expect("the publish began within 5 s");
+    client.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut answer))
+        .await
+        .expect("the server closed the connection within 5 s")
+        .unwrap();
+    assert!(answer.is_empty(), "no answer reached a client that left");
+
+    // The middleware accepts the record after all: the entry must count it.
+    publisher.release.notify_one();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let nats = &stats.snapshot().await.routes[&Route::Nats];
+        if nats.accepted == 1 {
+            assert_eq!(nats.rejected, 0);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a publish that went through was never counted as accepted (dropped mid-way: {})",
+            publisher.dropped.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !publisher.dropped.load(std::sync::atomic::Ordering::SeqCst),
+        "the publish ran to its end"
+    );
+    stop.cancel();
+}

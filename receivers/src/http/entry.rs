@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use contract::Created;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::http::error::AppError;
 use crate::http::read::{ReadState, read_routes};
@@ -75,9 +75,15 @@ pub async fn post_record(State(entry): State<Arc<Entry>>, request: Request) -> R
     let arrived = Instant::now();
     let accepted_at_us = now_us();
     let route = entry.publisher.route();
-    let response = match accept(&entry, request, accepted_at_us).await {
+    let result = match receive(&entry, request, accepted_at_us).await {
+        Ok((record, permit)) => publish_detached(&entry, record, permit).await,
+        Err(error) => {
+            entry.stats.rejected(route);
+            Err(error)
+        }
+    };
+    let response = match result {
         Ok((id, duplicate)) => {
-            entry.stats.accepted(route);
             let body = Created {
                 id,
                 route,
@@ -85,14 +91,11 @@ pub async fn post_record(State(entry): State<Arc<Entry>>, request: Request) -> R
             };
             (StatusCode::CREATED, Json(body)).into_response()
         }
-        Err(error) => {
-            entry.stats.rejected(route);
-            AppError {
-                route: Some(route),
-                ..error
-            }
-            .into_response()
+        Err(error) => AppError {
+            route: Some(route),
+            ..error
         }
+        .into_response(),
     };
     if entry.slowdown > 1.0 {
         // Staged slowness for the CI gate's own test: the answer takes `slowdown` times as
@@ -107,11 +110,13 @@ pub async fn post_record(State(entry): State<Arc<Entry>>, request: Request) -> R
     response
 }
 
-async fn accept(
+/// Reads and checks the request, and takes a place among the requests in flight: all
+/// that may end with the client gone, since nothing is published yet.
+async fn receive(
     entry: &Entry,
     request: Request,
     accepted_at_us: i64,
-) -> Result<(String, bool), AppError> {
+) -> Result<(Record, OwnedSemaphorePermit), AppError> {
     let (parts, body) = request.into_parts();
     check_content_type(&parts.headers)?;
     let payload = read_body(body, entry.body_limit, entry.body_read_timeout).await?;
@@ -123,7 +128,7 @@ async fn accept(
             .to_string(),
     };
     let route = entry.publisher.route();
-    let Ok(_permit) = entry.permits.try_acquire() else {
+    let Ok(permit) = Arc::clone(&entry.permits).try_acquire_owned() else {
         return Err(AppError::unavailable(
             "overloaded",
             format!(
@@ -133,12 +138,48 @@ async fn accept(
         ));
     };
     let record = Record {
-        id: id.clone(),
+        id,
         payload,
         accepted_at_us,
     };
+    Ok((record, permit))
+}
+
+/// Publishes `record` and counts its outcome in a task of its own: once a publish has
+/// begun, the middleware may accept the record whether or not the client waits for the
+/// answer, so its outcome is counted even when the client leaves and the handler is
+/// dropped (stored <= accepted + in flight holds for every record).
+async fn publish_detached(
+    entry: &Arc<Entry>,
+    record: Record,
+    permit: OwnedSemaphorePermit,
+) -> Result<(String, bool), AppError> {
+    let entry = Arc::clone(entry);
+    let task = tokio::spawn(async move {
+        let outcome = publish(&entry, &record).await;
+        let route = entry.publisher.route();
+        match &outcome {
+            Ok(_) => entry.stats.accepted(route),
+            Err(_) => entry.stats.rejected(route),
+        }
+        drop(permit);
+        outcome.map(|duplicate| (record.id, duplicate))
+    });
+    task.await.unwrap_or_else(|failed| {
+        tracing::error!("a publish task failed: {failed}");
+        Err(AppError::unavailable(
+            "internal",
+            "the record's publish failed inside the receivers; resend it with the same Idempotency-Key after Retry-After",
+        ))
+    })
+}
+
+/// The path's durable acceptance of `record` within the publish timeout: whether the
+/// middleware saw its id before, or what the client is told.
+async fn publish(entry: &Entry, record: &Record) -> Result<bool, AppError> {
+    let route = entry.publisher.route();
     let outcome =
-        tokio::time::timeout(entry.publish_timeout, entry.publisher.publish(&record)).await;
+        tokio::time::timeout(entry.publish_timeout, entry.publisher.publish(record)).await;
     let error = match outcome {
         Ok(Ok(accepted)) => {
             if accepted.dropped_by_broker {
@@ -146,7 +187,7 @@ async fn accept(
                     .stats
                     .store_outcome(route, StoreOutcome::Duplicate { redelivered: false });
             }
-            return Ok((id, accepted.duplicate));
+            return Ok(accepted.duplicate);
         }
         Ok(Err(error)) => error,
         Err(_) => PublishError::Timeout {
@@ -155,7 +196,7 @@ async fn accept(
         },
     };
     // The detail (broker URL, library error) goes to the log, redacted; never to the client.
-    tracing::warn!(%route, id = %id, "not accepted: {}", redact(&error.to_string()));
+    tracing::warn!(%route, id = %record.id, "not accepted: {}", redact(&error.to_string()));
     Err(client_error(&error))
 }
 
