@@ -74,6 +74,15 @@ impl Plan {
         }
     }
 
+    /// The plan in `--arrival-plan`'s notation, durations in seconds.
+    pub fn text(&self) -> String {
+        self.stages
+            .iter()
+            .map(|(rate, secs)| format!("{rate}@{secs}s"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Seconds the plan lasts (infinite for a constant rate without a run time).
     pub fn duration(&self) -> f64 {
         self.stages.iter().map(|(_, d)| d).sum()

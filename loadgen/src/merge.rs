@@ -480,6 +480,7 @@ fn worker_shares(runs: &[WorkerRun], t0: f64) -> Vec<WorkerShare> {
 fn merged_open(opens: &[&OpenModel], measured: &Measurements) -> Option<OpenModel> {
     opens.first().map(|first| OpenModel {
         plan: first.plan.clone(),
+        share: None,
         arrivals: first.arrivals,
         max_users: opens.iter().map(|o| o.max_users).sum(),
         drop_late_ms: first.drop_late_ms,

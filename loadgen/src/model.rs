@@ -252,9 +252,14 @@ pub enum Arrivals {
 /// counted from each request's intended send time; `service` is counted from the send.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenModel {
-    /// `200/s`, or the plan as given (`100@0s,100@30s,500@1m`).
+    /// `200/s`, or the plan as given (`100@0s,100@30s,500@1m`): the whole run's.
     pub plan: String,
+    /// A worker's share of `plan`, what it scheduled itself (`--worker 1/2` of `400/s`:
+    /// `200/s`); none for one process or a merged run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
     pub arrivals: Arrivals,
+    /// The users that took the tickets: a worker's own share of `--max-users`.
     pub max_users: usize,
     pub drop_late_ms: Option<f64>,
     /// Arrivals the schedule issued (sent, plus dropped).

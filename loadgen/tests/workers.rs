@@ -286,6 +286,19 @@ fn worker_flags_are_checked_before_anything_is_sent() {
             vec!["-u", "1", "--worker", "1/2", "--run-id", "run-abc1"],
             "leave worker 1 none",
         ),
+        (
+            vec![
+                "--arrival-rate",
+                "10",
+                "--max-users",
+                "1",
+                "--worker",
+                "1/2",
+                "--run-id",
+                "run-abc1",
+            ],
+            "--max-users",
+        ),
         (vec!["-u", "4", "--worker", "0/2"], "--run-id"),
         (vec!["-u", "4", "--run-id", "x"], "7 to 64"),
         (vec!["-u", "4", "--start-at", "tomorrow"], "RFC 3339"),
@@ -333,5 +346,99 @@ fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// The POST / histogram of all of a log's intervals, added.
+fn post_histogram(dir: &Path) -> hdrhistogram::Histogram<u64> {
+    let text = std::fs::read_to_string(dir.join("latency.hlog")).unwrap();
+    let log = loadgen::record::hlog::parse(&text).unwrap();
+    let mut total = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    for interval in log.intervals.iter().filter(|i| {
+        i.series == loadgen::record::intervals::SeriesKey::request(loadgen::replay::POST_NAME)
+    }) {
+        total.add(&interval.histogram).unwrap();
+    }
+    total
+}
+
+#[test]
+fn open_model_workers_split_the_rate_and_merge_into_the_whole_schedule() {
+    let target = common::Target::start_slow(Duration::from_millis(2));
+    let url = target.url();
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("workers");
+    let start = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
+    // No --users: in the open model the pool (--max-users, 100) is what the workers split.
+    let runs: Vec<Finished> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|i| {
+                let (url, reports, start) = (&url, &reports, &start);
+                scope.spawn(move || {
+                    Args::against(url)
+                        .with(&["--arrival-rate", "400", "-t", "3s", "--post-only"])
+                        .with(&["--run-id", "open-merge-1", "--worker", &format!("{i}/2")])
+                        .with(&["--start-at", start, "--no-reconcile"])
+                        .run(reports, DEADLINE)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for run in &runs {
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        for said in [
+            "Open model: 200/s (this worker's share of 400/s)",
+            "pool of 50 users",
+        ] {
+            assert!(
+                run.stdout.contains(said),
+                "each worker says what it scheduled: {said:?} in {}",
+                run.stdout
+            );
+        }
+    }
+    let w0 = folder(&reports, "open-merge-1", 0);
+    let w1 = folder(&reports, "open-merge-1", 1);
+    let merged_run = merge(&[&w0, &w1], &reports, &["--no-reconcile"]);
+    assert_eq!(
+        merged_run.code, 0,
+        "{}{}",
+        merged_run.stdout, merged_run.stderr
+    );
+    let merged = read_json(&reports.join("open-merge-1").join("loadgen.json"));
+    assert_eq!(schema_errors(&merged), Vec::<String>::new());
+    let workers = [w0.as_path(), w1.as_path()].map(|w| read_json(&w.join("loadgen.json")));
+    assert_eq!(schema_errors(&workers[1]), Vec::<String>::new());
+    assert_eq!(workers[1]["open"]["share"], "200/s");
+    let scheduled: Vec<u64> = workers
+        .iter()
+        .map(|w| w["open"]["scheduled"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        merged["open"]["scheduled"].as_u64().unwrap(),
+        scheduled.iter().sum::<u64>(),
+        "the merged schedule is the workers' together"
+    );
+    assert!(
+        scheduled.iter().all(|s| (500..=700).contains(s)),
+        "each worker scheduled about 200/s for 3 s: {scheduled:?}"
+    );
+    assert_eq!(merged["open"]["max_users"], 100, "the pool, added back up");
+    assert_eq!(merged["open"]["plan"], "400/s");
+    assert!(merged["open"].get("share").is_none());
+    // The merged response times are those of every request in one histogram, as one
+    // process would have recorded them: not an average of the workers' percentiles.
+    let mut all = post_histogram(&w0);
+    all.add(post_histogram(&w1)).unwrap();
+    let post = common::post_row(&merged);
+    assert_eq!(post["count"].as_u64().unwrap(), all.len());
+    for (key, quantile) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
+        let expected = all.value_at_quantile(quantile) as f64 / 1000.0;
+        let got = post["latency_ms"][key].as_f64().unwrap();
+        assert!(
+            (got - expected).abs() <= expected * 0.001 + 0.001,
+            "{key}: merged {got} ms, every request's histogram {expected} ms"
+        );
     }
 }

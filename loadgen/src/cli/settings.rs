@@ -120,12 +120,25 @@ impl Settings {
     }
 }
 
+impl OpenSettings {
+    /// What `worker` schedules: its share of the rate, in the notation the plan was given in.
+    pub fn share(&self, worker: Worker) -> String {
+        let factor = 1.0 / worker.count as f64;
+        match self.rate {
+            Some(rate) => format!("{}/s", rate * factor),
+            None => self.plan.scaled(factor).text(),
+        }
+    }
+}
+
 /// A checked open model.
 #[derive(Debug, Clone)]
 pub struct OpenSettings {
     pub plan: Plan,
     /// As the report shows it: `200/s` or the plan text.
     pub plan_text: String,
+    /// `--arrival-rate`'s rate, when the plan is that constant rate.
+    pub rate: Option<f64>,
     pub arrivals: Arrivals,
     pub max_users: usize,
     pub drop_late: Option<Duration>,
@@ -158,7 +171,7 @@ impl Cli {
                 "--max-rps 0 would send nothing; give a rate such as 500, or leave it out".into(),
             ));
         }
-        let worker = self.worker()?;
+        let worker = self.worker(open.as_ref())?;
         if let Some(id) = &self.run_id {
             check_run_id(id)?;
         }
@@ -226,15 +239,20 @@ impl Cli {
         }
     }
 
-    /// `--worker I/N`, refused when it would leave this worker no user.
-    fn worker(&self) -> Result<Option<Worker>, LoadgenError> {
+    /// `--worker I/N`, refused when it would leave this worker no user: of `--users`, or in
+    /// the open model of the pool (`--max-users`), whose users take the tickets.
+    fn worker(&self, open: Option<&OpenSettings>) -> Result<Option<Worker>, LoadgenError> {
         let worker = self.worker.as_deref().map(parse_worker).transpose()?;
+        let (users, flag) = match open {
+            Some(open) => (open.max_users, "--max-users"),
+            None => (self.users, "--users"),
+        };
         if let Some(w) = worker
-            && w.share(self.users) == 0
+            && w.share(users) == 0
         {
             return Err(LoadgenError::Usage(format!(
-                "--worker {}/{}: {} users leave worker {} none; give at least {} users",
-                w.index, w.count, self.users, w.index, w.count
+                "--worker {}/{}: {users} users ({flag}) leave worker {} none; give {flag} {} or more",
+                w.index, w.count, w.index, w.count
             )));
         }
         Ok(worker)
@@ -323,6 +341,7 @@ impl Cli {
         Ok(Some(OpenSettings {
             plan,
             plan_text,
+            rate: self.arrival_rate,
             arrivals: self.arrivals.unwrap_or(Arrivals::Uniform),
             max_users,
             drop_late,
@@ -478,6 +497,53 @@ mod tests {
                 }
                 other => panic!("{args:?} gave {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn open_model_workers_split_the_pool_not_the_users() {
+        // --users plays no part in the open model: the pool does.
+        let s = parse(&[
+            "--arrival-rate",
+            "400",
+            "--worker",
+            "1/2",
+            "--run-id",
+            "open-run-1",
+        ])
+        .unwrap();
+        let (open, worker) = (s.open.as_ref().unwrap(), s.worker.unwrap());
+        assert_eq!(
+            (s.process_users(), open.share(worker)),
+            (50, "200/s".into())
+        );
+        let s = parse(&[
+            "--arrival-plan",
+            "100@0s,300@1m",
+            "--worker",
+            "0/2",
+            "--run-id",
+            "open-run-1",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.open.as_ref().unwrap().share(s.worker.unwrap()),
+            "50@0s,150@60s"
+        );
+        match parse(&[
+            "--arrival-rate",
+            "400",
+            "--max-users",
+            "1",
+            "--worker",
+            "1/2",
+            "--run-id",
+            "open-run-1",
+        ]) {
+            Err(LoadgenError::Usage(message)) => {
+                assert!(message.contains("--max-users"), "{message}")
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

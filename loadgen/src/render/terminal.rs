@@ -75,7 +75,10 @@ fn open_model(open: &OpenModel) -> String {
     let lag = &open.lag_ms;
     let mut out = format!(
         "\nOpen model: {} ({}), pool of {} users{}: {} scheduled, {} late, {} dropped; schedule lag p50 {}, p99 {}, max {}\n(the latency above is the response time, from each request's intended send time)\n",
-        open.plan,
+        match &open.share {
+            Some(share) => format!("{share} (this worker's share of {})", open.plan),
+            None => open.plan.clone(),
+        },
         match open.arrivals {
             Arrivals::Uniform => "uniform",
             Arrivals::Poisson => "poisson",

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::arrival::Schedule;
-use crate::cli::OpenSettings;
+use crate::cli::{OpenSettings, Settings};
 use crate::error::LoadgenError;
 use crate::model::{OpenModel, SettingsRecord, WorkerRecord};
 use crate::output::{self, Parts};
@@ -35,7 +35,12 @@ pub(super) fn finish(
         delivery: collected.delivery,
         workers: Vec::new(),
         open: match (&prepared.settings.open, &started.schedule) {
-            (Some(open), Some(schedule)) => Some(open_model(open, schedule, &collected.measured)),
+            (Some(open), Some(schedule)) => Some(open_model(
+                &prepared.settings,
+                open,
+                schedule,
+                &collected.measured,
+            )),
             _ => None,
         },
     };
@@ -92,11 +97,17 @@ fn settings_record(prepared: &Prepared, start_skew_secs: f64) -> SettingsRecord 
 }
 
 /// The open model's part of the report.
-fn open_model(open: &OpenSettings, schedule: &Schedule, measured: &Measurements) -> OpenModel {
+fn open_model(
+    settings: &Settings,
+    open: &OpenSettings,
+    schedule: &Schedule,
+    measured: &Measurements,
+) -> OpenModel {
     OpenModel {
         plan: open.plan_text.clone(),
+        share: settings.worker.map(|w| open.share(w)),
         arrivals: open.arrivals,
-        max_users: open.max_users,
+        max_users: settings.process_users(),
         drop_late_ms: open.drop_late.map(|d| d.as_secs_f64() * 1000.0),
         scheduled: schedule.issued.load(Ordering::Relaxed),
         late: measured.late,

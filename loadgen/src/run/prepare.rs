@@ -81,9 +81,18 @@ fn banner(settings: &Settings, traffic: &Traffic, run_id: &str) -> String {
     let load = match &settings.open {
         Some(open) => format!(
             "open model, {} ({} arrivals) from a pool of {} users",
-            open.plan_text,
+            match settings.worker {
+                Some(w) => format!(
+                    "{} (worker {} of {}'s share of {})",
+                    open.share(w),
+                    w.index,
+                    w.count,
+                    open.plan_text
+                ),
+                None => open.plan_text.clone(),
+            },
             format!("{:?}", open.arrivals).to_lowercase(),
-            open.max_users
+            settings.process_users()
         ),
         None => format!("{} users at {}/s", settings.users, settings.hatch_rate),
     };

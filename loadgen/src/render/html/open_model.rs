@@ -72,7 +72,13 @@ pub(super) fn open_model(report: &LoadgenReport, open: &OpenModel) -> Markup {
 fn settings_rows(open: &OpenModel) -> [(&'static str, String); 8] {
     let lag = &open.lag_ms;
     [
-        ("arrival plan", open.plan.clone()),
+        (
+            "arrival plan",
+            match &open.share {
+                Some(share) => format!("{share} (this worker's share of {})", open.plan),
+                None => open.plan.clone(),
+            },
+        ),
         (
             "arrivals",
             match open.arrivals {
