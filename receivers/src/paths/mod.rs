@@ -237,12 +237,11 @@ impl Sink {
             payload,
             accepted_at_us: accepted_at_us.unwrap_or_else(now_us),
         };
-        let accepted_at = record.accepted_at_us;
         match self.store.insert(route, record).await {
             Ok(inserted) => {
                 // Booked at the commit, so /stats never lags the store.
                 self.stats
-                    .stored(route, inserted, accepted_at, redelivered, answered);
+                    .stored(route, inserted, accepted_at_us, redelivered, answered);
                 Disposition::Settled(inserted)
             }
             Err(error) => {

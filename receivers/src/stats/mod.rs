@@ -32,6 +32,10 @@ struct Counters {
     answered_conflicts: AtomicU64,
     dead_lettered: AtomicU64,
     store_failures: AtomicU64,
+    /// Records that reached the store without passing an entry (a foreign publisher on the
+    /// broker, a direct gRPC client) and so settle no accepted send: in-flight leaves them
+    /// out, or a foreign publisher would hide the entry's own records still on their way.
+    foreign_settled: AtomicU64,
 }
 
 /// What happened to one record at the store side.
@@ -143,24 +147,39 @@ impl Stats {
     /// Books one store insert: stored, duplicate or conflict and, for a first store, the
     /// end-to-end latency from the entry's acceptance to the commit. `answered`: the client
     /// is told of a conflict (gRPC answers while it can).
+    /// A committed record. `accepted_at_us` is the entry's time of acceptance, `None` for a
+    /// record that did not pass an entry: it has no end-to-end latency, and settles no
+    /// accepted send.
     pub fn stored(
         &self,
         route: Route,
         inserted: Inserted,
-        accepted_at_us: i64,
+        accepted_at_us: Option<i64>,
         redelivered: bool,
         answered: bool,
     ) {
         let outcome = match inserted.outcome {
             InsertOutcome::New => {
                 // The sample goes first: a snapshot that counts this record then holds its latency.
-                let e2e = (inserted.stored_at_us - accepted_at_us).max(0) as u64;
-                self.latency(route, Stage::E2e, e2e);
+                if let Some(accepted_at_us) = accepted_at_us {
+                    let e2e = (inserted.stored_at_us - accepted_at_us).max(0) as u64;
+                    self.latency(route, Stage::E2e, e2e);
+                }
                 StoreOutcome::Stored
             }
             InsertOutcome::Duplicate => StoreOutcome::Duplicate { redelivered },
             InsertOutcome::Conflict => StoreOutcome::Conflict { answered },
         };
+        let settles = match outcome {
+            StoreOutcome::Duplicate { redelivered } => !redelivered,
+            StoreOutcome::Conflict { answered } => !answered,
+            _ => true,
+        };
+        if accepted_at_us.is_none() && settles {
+            self.counters[route.index()]
+                .foreign_settled
+                .fetch_add(1, Ordering::Relaxed);
+        }
         self.store_outcome(route, outcome);
     }
 
@@ -182,8 +201,11 @@ impl Stats {
                     load(&c.duplicates),
                     load(&c.conflicts),
                 );
-                let settled = (stored + duplicates + conflicts)
-                    .saturating_sub(load(&c.redelivered_duplicates) + load(&c.answered_conflicts));
+                let settled = (stored + duplicates + conflicts).saturating_sub(
+                    load(&c.redelivered_duplicates)
+                        + load(&c.answered_conflicts)
+                        + load(&c.foreign_settled),
+                );
                 let latency = Stage::ALL
                     .into_iter()
                     .map(|stage| {
@@ -249,6 +271,22 @@ mod tests {
         assert_eq!(nats.dead_lettered, 1);
         let grpc = &snapshot.routes[&Route::Grpc];
         assert_eq!((grpc.conflicts, grpc.in_flight), (1, 0));
+
+        // Records from a foreign publisher are stored, but settle none of the entry's.
+        let foreign = Inserted {
+            outcome: InsertOutcome::New,
+            stored_at_us: 10,
+        };
+        for _ in 0..5 {
+            stats.stored(Route::Nats, foreign, None, false, false);
+        }
+        let nats = &stats.snapshot().await.routes[&Route::Nats];
+        assert_eq!((nats.stored, nats.in_flight), (6, 2));
+        assert_eq!(
+            nats.latency[&Stage::E2e].count,
+            1000,
+            "no end-to-end latency without the entry's time"
+        );
         let e2e = &nats.latency[&Stage::E2e];
         assert_eq!(e2e.count, 1000);
         assert!((4.9..=5.1).contains(&e2e.p50_ms), "p50 {}", e2e.p50_ms);
