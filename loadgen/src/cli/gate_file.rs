@@ -78,14 +78,7 @@ fn read_gate_file(path: &Path) -> Result<GateFile, LoadgenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Settings};
-    use clap::Parser;
-
-    fn parse(args: &[&str]) -> Result<Settings, LoadgenError> {
-        Cli::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
-            .map_err(|e| LoadgenError::Usage(e.to_string()))?
-            .settings()
-    }
+    use crate::cli::settings::tests::parse;
 
     #[test]
     fn gate_file_rules_are_read_and_typos_refused() {

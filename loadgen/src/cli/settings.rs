@@ -412,11 +412,12 @@ fn parse_host(text: &str) -> Result<url::Url, LoadgenError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use clap::Parser;
 
-    fn parse(args: &[&str]) -> Result<Settings, LoadgenError> {
+    /// `loadgen ARGS…`, parsed and checked as the binary does.
+    pub(in crate::cli) fn parse(args: &[&str]) -> Result<Settings, LoadgenError> {
         Cli::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
             .map_err(|e| LoadgenError::Usage(e.to_string()))?
             .settings()
