@@ -1,9 +1,10 @@
 //! The open model's scheduler: requests arrive at a rate (`--arrival-rate`) or a plan of
 //! linear ramps (`--arrival-plan`), evenly spaced or as a Poisson process, whatever the
 //! target does. Each arrival is a ticket with an intended send time; a pool of Goose users
-//! (`--max-users`) takes tickets in order and sends when they are due. When every user is
-//! busy the tickets wait: each sent after its time, once the whole pool has started, is
-//! `late`, and with `--drop-late` one too far behind is not sent at all (`dropped`).
+//! (`--max-users`) takes tickets in order and sends when they are due. A request sent more
+//! than `--late-after` after its time, once the whole pool has started, is `late`, judged at
+//! its actual send as its lag is (a busy pool, or a timer that woke late); with
+//! `--drop-late` one too far behind is not sent at all (`dropped`).
 //! Latency is then measured from the intended time, so a target that stalls shows it
 //! (wrk2's correction).
 
@@ -26,7 +27,7 @@ pub struct Plan {
     stages: Vec<(f64, f64)>,
 }
 
-/// A ticket is sent this long after its time or more: it waited for a free user.
+/// `--late-after`'s default: a request sent more than this after its time is late.
 pub const LATE_AFTER: Duration = Duration::from_millis(1);
 
 impl Plan {
@@ -163,8 +164,6 @@ impl Plan {
 pub struct Ticket {
     /// When the request was meant to be sent.
     pub intended: Instant,
-    /// Whether it was taken after its time, because every user was busy.
-    pub late: bool,
 }
 
 /// The shared ticket dispenser.
@@ -174,6 +173,8 @@ pub struct Schedule {
     arrivals: Arrivals,
     /// Longest a ticket may be behind and still be sent (`--drop-late`).
     drop_late: Option<Duration>,
+    /// A request sent more than this after its time is late (`--late-after`).
+    late_after: Duration,
     /// The users of this process's pool, and how many have started (`join`). Goose starts
     /// them one by one; a ticket behind its time before the last has started waited for
     /// the pool's start-up, not for a busy pool, so it is not `late` (its lag is still in
@@ -202,7 +203,7 @@ impl Schedule {
     pub fn new(
         plan: Plan,
         arrivals: Arrivals,
-        drop_late: Option<Duration>,
+        (drop_late, late_after): (Option<Duration>, Duration),
         seed: Option<u64>,
         pool: usize,
     ) -> Schedule {
@@ -210,6 +211,7 @@ impl Schedule {
             plan,
             arrivals,
             drop_late,
+            late_after,
             pool,
             joined: AtomicUsize::new(0),
             state: Mutex::new(State {
@@ -272,23 +274,29 @@ impl Schedule {
                 // Counted once due: a ticket whose user the run's end cut off while it
                 // waited was never scheduled to be sent within the run.
                 self.issued.fetch_add(1, Ordering::Relaxed);
-                return Some(Ticket {
-                    intended,
-                    late: false,
-                });
+                return Some(Ticket { intended });
             }
             self.issued.fetch_add(1, Ordering::Relaxed);
-            let behind = now - intended;
-            if self.drop_late.is_some_and(|limit| behind > limit) {
+            if self.drop_late.is_some_and(|limit| now - intended > limit) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let late = behind > LATE_AFTER && self.joined.load(Ordering::Relaxed) >= self.pool;
-            if late {
-                self.late.fetch_add(1, Ordering::Relaxed);
-            }
-            return Some(Ticket { intended, late });
+            return Some(Ticket { intended });
         }
+    }
+
+    /// A ticket's request goes out at `at`: late when that is more than `--late-after`
+    /// after its time and the whole pool had started. Judged here, at the send, so `late`
+    /// counts exactly the lags over the threshold, whether a busy pool or a timer that woke
+    /// late made them; a ticket behind while Goose was still starting the pool waited for
+    /// the start-up, not for a busy pool (its lag is still in its response time).
+    pub fn sent(&self, ticket: Ticket, at: Instant) -> bool {
+        let late = at.saturating_duration_since(ticket.intended) > self.late_after
+            && self.joined.load(Ordering::Relaxed) >= self.pool;
+        if late {
+            self.late.fetch_add(1, Ordering::Relaxed);
+        }
+        late
     }
 }
 
@@ -346,7 +354,13 @@ mod tests {
     }
 
     fn gaps(arrivals: Arrivals, rate: f64, n: usize, seed: u64) -> Vec<f64> {
-        let schedule = Schedule::new(Plan::constant(rate, None), arrivals, None, Some(seed), 1);
+        let schedule = Schedule::new(
+            Plan::constant(rate, None),
+            arrivals,
+            (None, LATE_AFTER),
+            Some(seed),
+            1,
+        );
         let times: Vec<Instant> = (0..n).map(|_| schedule.next_time().unwrap()).collect();
         times
             .windows(2)
@@ -387,11 +401,12 @@ mod tests {
         let schedule = thousand_a_second(None, 1);
         schedule.join();
         let first = schedule.take().await.unwrap();
-        assert!(!first.late);
+        assert!(!schedule.sent(first, first.intended));
         // Nobody takes tickets for 50 ms: the next ~50 are behind when taken.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let behind: Vec<Ticket> = futures_lite_take(&schedule, 20).await;
-        assert!(behind.iter().all(|t| t.late));
+        let now = Instant::now();
+        assert!(behind.iter().all(|t| schedule.sent(*t, now)));
         assert_eq!(schedule.late.load(Ordering::Relaxed), 20);
 
         let dropping = thousand_a_second(Some(Duration::from_millis(10)), 1);
@@ -403,7 +418,27 @@ mod tests {
         // was sent, late.
         let dropped = dropping.dropped.load(Ordering::Relaxed);
         assert!((30..=50).contains(&dropped), "{dropped} dropped");
-        assert!(next.late);
+        assert!(dropping.sent(next, Instant::now()));
+    }
+
+    #[tokio::test]
+    async fn late_is_judged_at_the_send_against_the_threshold() {
+        // A ticket taken on time whose request goes out 2 ms after it (a timer that woke
+        // late) is late at 1 ms, as its lag says, and not at 5 ms.
+        for (late_after, expected) in [(LATE_AFTER, true), (Duration::from_millis(5), false)] {
+            let schedule = Schedule::new(
+                Plan::constant(1000.0, None),
+                Arrivals::Uniform,
+                (None, late_after),
+                Some(1),
+                1,
+            );
+            schedule.join();
+            let ticket = schedule.take().await.unwrap();
+            let at = ticket.intended + Duration::from_millis(2);
+            assert_eq!(schedule.sent(ticket, at), expected, "{late_after:?}");
+            assert_eq!(schedule.late.load(Ordering::Relaxed), u64::from(expected));
+        }
     }
 
     #[tokio::test]
@@ -414,13 +449,18 @@ mod tests {
         schedule.take().await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         let starting: Vec<Ticket> = futures_lite_take(&schedule, 5).await;
-        assert!(starting.iter().all(|t| !t.late), "{starting:?}");
+        let now = Instant::now();
+        assert!(
+            starting.iter().all(|t| !schedule.sent(*t, now)),
+            "{starting:?}"
+        );
         assert_eq!(schedule.late.load(Ordering::Relaxed), 0);
         // Once all three have started, a ticket behind its time waited for a busy pool.
         schedule.join();
         schedule.join();
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(schedule.take().await.unwrap().late);
+        let behind = schedule.take().await.unwrap();
+        assert!(schedule.sent(behind, Instant::now()));
         assert_eq!(schedule.late.load(Ordering::Relaxed), 1);
     }
 
@@ -429,7 +469,7 @@ mod tests {
         Schedule::new(
             Plan::constant(1000.0, None),
             Arrivals::Uniform,
-            drop_late,
+            (drop_late, LATE_AFTER),
             Some(1),
             pool,
         )

@@ -486,6 +486,7 @@ fn merged_open(opens: &[&OpenModel], measured: &Measurements) -> Option<OpenMode
         drop_late_ms: first.drop_late_ms,
         scheduled: opens.iter().map(|o| o.scheduled).sum(),
         late: measured.late,
+        late_after_ms: first.late_after_ms,
         dropped: measured.dropped,
         service: measured.service_rows(),
         lag_ms: measured.lag_ms(),

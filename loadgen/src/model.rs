@@ -18,6 +18,10 @@ pub const ROUTES: [&str; contract::Route::ALL.len()] = {
     names
 };
 
+fn default_late_after_ms() -> f64 {
+    1.0
+}
+
 /// Bumped whenever a field changes meaning or goes away; additions keep the number.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -264,8 +268,12 @@ pub struct OpenModel {
     pub drop_late_ms: Option<f64>,
     /// Arrivals the schedule issued (sent, plus dropped).
     pub scheduled: u64,
-    /// Requests sent after their intended time because every user was busy.
+    /// Requests sent more than `late_after_ms` after their intended time (a busy pool, or
+    /// the generator's own lag).
     pub late: u64,
+    /// The threshold of `late` (`--late-after`); 1 ms in reports written before it could be set.
+    #[serde(default = "default_late_after_ms")]
+    pub late_after_ms: f64,
     /// Requests not sent: more than `drop_late_ms` behind.
     pub dropped: u64,
     /// Service time per request and per route (`route nats`), from the actual send.

@@ -229,7 +229,7 @@ impl Replay {
                 None
             }
             Some(schedule) => match schedule.take().await {
-                Some(ticket) => Some(ticket.intended),
+                Some(ticket) => Some(ticket),
                 // The plan is over: idle a little and end the transaction, so Goose sees
                 // the run time's end between transactions and stops the user.
                 None => {
@@ -239,9 +239,13 @@ impl Replay {
             },
         };
         self.live.sent.fetch_add(1, Ordering::Relaxed);
+        let at = Instant::now();
+        if let (Some(schedule), Some(ticket)) = (&self.schedule, intended) {
+            schedule.sent(ticket, at);
+        }
         Some(Sent {
-            at: Instant::now(),
-            intended,
+            at,
+            intended: intended.map(|t| t.intended),
         })
     }
 }

@@ -60,6 +60,10 @@ fn the_offered_rate_at_the_target_is_the_requested_one() {
                 "8s",
                 "--max-users",
                 "50",
+                // loadgen's own timers wake up to about a millisecond late: that is lag,
+                // and late past 1 ms; a wait for a busy pool would be longer.
+                "--late-after",
+                "20ms",
             ],
         );
         let offered = target.posts().len() as f64 / 8.0;
@@ -70,7 +74,7 @@ fn the_offered_rate_at_the_target_is_the_requested_one() {
         let open = &report["open"];
         assert_eq!(
             open["late"], 0,
-            "a fast target and a big pool: nothing late"
+            "a fast target and a big pool: nothing waited 20 ms"
         );
         assert_eq!(open["dropped"], 0);
         assert!(report["timeline"][2]["requested"].as_f64().unwrap() > rate * 0.99);
@@ -92,6 +96,9 @@ fn a_stall_shows_in_the_corrected_latency_and_not_in_the_closed_model() {
             "20s",
             "--max-users",
             "10",
+            // Late here means waited for the held pool, not loadgen's own timer lag.
+            "--late-after",
+            "20ms",
             "--threshold",
             "p99<300ms",
             "--threshold",
@@ -263,6 +270,11 @@ fn bad_open_model_flags_exit_2_before_anything_is_sent() {
             "both",
         ),
         (vec!["--max-users", "10"], "open model"),
+        (vec!["--late-after", "5ms"], "open model"),
+        (
+            vec!["--arrival-rate", "10", "--late-after", "soon"],
+            "--late-after",
+        ),
     ] {
         let run = loadgen(
             &[&["-H", &url, "-t", "2s"][..], &args].concat(),
@@ -280,4 +292,47 @@ fn bad_open_model_flags_exit_2_before_anything_is_sent() {
         target.posts().is_empty(),
         "nothing may be sent on bad input"
     );
+}
+
+/// The lag of every request of a run, from its `latency.hlog`: all intervals added.
+fn lag_histogram(dir: &std::path::Path) -> hdrhistogram::Histogram<u64> {
+    let text = std::fs::read_to_string(dir.join("latency.hlog")).unwrap();
+    let log = loadgen::record::hlog::parse(&text).unwrap();
+    let mut total = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    for interval in log
+        .intervals
+        .iter()
+        .filter(|i| i.series.kind == loadgen::model::SeriesKind::Lag)
+    {
+        total.add(&interval.histogram).unwrap();
+    }
+    total
+}
+
+#[test]
+fn late_counts_the_requests_whose_lag_passed_the_threshold() {
+    let target = Target::start();
+    // The default threshold (1 ms), then one that every timer's wake-up passes.
+    for (late_after, threshold_us) in [(None, 1000), (Some("50us"), 50)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["--arrival-rate", "300", "-t", "3s", "--max-users", "20"];
+        args.extend(late_after.map(|t| ["--late-after", t]).iter().flatten());
+        let report = open_run(&target, dir.path(), &args);
+        let open = &report["open"];
+        let late = open["late"].as_u64().unwrap();
+        let lag = lag_histogram(&run_dir(dir.path()));
+        let over = lag.len() - lag.count_between(0, threshold_us);
+        // Requests sent while Goose was still starting the pool are never late (a few at
+        // most, with a pool of 20), and lags are recorded in whole microseconds.
+        assert!(
+            late <= over && over - late <= 25,
+            "--late-after {late_after:?}: {late} late, {over} of {} lags over it",
+            lag.len()
+        );
+        assert_eq!(open["late_after_ms"], threshold_us as f64 / 1000.0);
+        if threshold_us == 50 {
+            // A timer wakes on a millisecond tick: past 50 us, most sends are late.
+            assert!(late > lag.len() / 2, "{late} of {} late", lag.len());
+        }
+    }
 }

@@ -133,6 +133,11 @@ pub struct Cli {
     #[arg(long, value_name = "TIME")]
     pub drop_late: Option<String>,
 
+    /// Open model: a request sent more than this after its intended time counts as late
+    /// [default: 1ms]
+    #[arg(long, value_name = "TIME")]
+    pub late_after: Option<String>,
+
     /// Run as worker I of N (I from 0, as Kubernetes' JOB_COMPLETION_INDEX): users I, I+N,
     /// ... and 1/N of the hatch rate; `loadgen merge` joins the workers' folders
     #[arg(long, value_name = "I/N", requires = "run_id")]

@@ -142,6 +142,8 @@ pub struct OpenSettings {
     pub arrivals: Arrivals,
     pub max_users: usize,
     pub drop_late: Option<Duration>,
+    /// A request sent more than this after its time is late.
+    pub late_after: Duration,
 }
 
 impl Cli {
@@ -305,6 +307,7 @@ impl Cli {
                     ("--arrivals", self.arrivals.is_some()),
                     ("--max-users", self.max_users.is_some()),
                     ("--drop-late", self.drop_late.is_some()),
+                    ("--late-after", self.late_after.is_some()),
                 ];
                 if let Some((flag, _)) = stray.iter().find(|(_, set)| *set) {
                     return usage(format!(
@@ -331,22 +334,30 @@ impl Cli {
                     .into(),
             );
         }
-        let drop_late = match &self.drop_late {
-            None => None,
-            Some(text) => Some(
-                parse_span(text, BareUnit::Millis)
-                    .map_err(|e| LoadgenError::Usage(format!("--drop-late: {e}")))?,
-            ),
+        let drop_late = self
+            .drop_late
+            .as_deref()
+            .map(|t| millis("--drop-late", t))
+            .transpose()?;
+        let late_after = match &self.late_after {
+            None => crate::arrival::LATE_AFTER,
+            Some(text) => millis("--late-after", text)?,
         };
         Ok(Some(OpenSettings {
             plan,
             plan_text,
+            late_after,
             rate: self.arrival_rate,
             arrivals: self.arrivals.unwrap_or(Arrivals::Uniform),
             max_users,
             drop_late,
         }))
     }
+}
+
+/// The time `text` given to `flag`, a bare number being milliseconds.
+fn millis(flag: &str, text: &str) -> Result<Duration, LoadgenError> {
+    parse_span(text, BareUnit::Millis).map_err(|e| LoadgenError::Usage(format!("{flag}: {e}")))
 }
 
 /// A plan ends the run when it ends, unless --run-time cuts it shorter.

@@ -74,7 +74,7 @@ fn no_answer(report: &LoadgenReport) -> String {
 fn open_model(open: &OpenModel) -> String {
     let lag = &open.lag_ms;
     let mut out = format!(
-        "\nOpen model: {} ({}), pool of {} users{}: {} scheduled, {} late, {} dropped; schedule lag p50 {}, p99 {}, max {}\n(the latency above is the response time, from each request's intended send time)\n",
+        "\nOpen model: {} ({}), pool of {} users{}: {} scheduled, {} late (over {}), {} dropped; schedule lag p50 {}, p99 {}, max {}\n(the latency above is the response time, from each request's intended send time)\n",
         match &open.share {
             Some(share) => format!("{share} (this worker's share of {})", open.plan),
             None => open.plan.clone(),
@@ -90,6 +90,7 @@ fn open_model(open: &OpenModel) -> String {
         )),
         open.scheduled,
         open.late,
+        format_ms(open.late_after_ms),
         open.dropped,
         format_ms(lag.p50),
         format_ms(lag.p99),

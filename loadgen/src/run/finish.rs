@@ -111,6 +111,7 @@ fn open_model(
         drop_late_ms: open.drop_late.map(|d| d.as_secs_f64() * 1000.0),
         scheduled: schedule.issued.load(Ordering::Relaxed),
         late: measured.late,
+        late_after_ms: open.late_after.as_secs_f64() * 1000.0,
         dropped: measured.dropped,
         service: measured.service_rows(),
         lag_ms: measured.lag_ms(),

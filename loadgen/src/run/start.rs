@@ -79,7 +79,7 @@ fn schedule(settings: &Settings, open: &OpenSettings) -> Arc<Schedule> {
     Arc::new(Schedule::new(
         plan,
         open.arrivals,
-        open.drop_late,
+        (open.drop_late, open.late_after),
         settings.seed,
         settings.process_users(),
     ))

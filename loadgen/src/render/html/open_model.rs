@@ -93,7 +93,10 @@ fn settings_rows(open: &OpenModel) -> [(&'static str, String); 8] {
                 .map_or("off: every request is sent".into(), format_ms),
         ),
         ("scheduled", open.scheduled.to_string()),
-        ("late (sent after their time)", open.late.to_string()),
+        (
+            "late (sent after their time)",
+            format!("{} (over {})", open.late, format_ms(open.late_after_ms)),
+        ),
         ("dropped", open.dropped.to_string()),
         (
             "schedule lag p50 / p99 / max",
