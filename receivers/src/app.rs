@@ -78,7 +78,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("opening the store {}", config.store))?;
     let stats = Arc::new(Stats::start(run_id.clone(), config.paths.clone()));
     let context = path_context(&config, &store, &stats);
-    // The store side stops only after every HTTP request has been answered.
+    // A start that fails part-way drops this guard, which stops the store side's tasks
+    // already started; once disarmed, the store side stops only in `shut_down`, after every
+    // HTTP request has been answered.
     let backend_guard = context.shutdown.clone().drop_guard();
     let mut addrs = Addrs::default();
     let mut paths = Vec::new();
