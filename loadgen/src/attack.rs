@@ -12,6 +12,8 @@ use goose::config::GooseConfiguration;
 use goose::metrics::GooseMetrics;
 use goose::prelude::GooseAttack;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::cli::Settings;
 use crate::error::LoadgenError;
 use crate::model::EndedBy;
@@ -85,31 +87,52 @@ pub fn ended(
         .map_err(|error| LoadgenError::Goose(error_text(&error)))
 }
 
+/// When the run time ends: its length, how long requests in flight may still take
+/// (`--graceful-stop`) and may take at all (`--request-timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct RunEnd {
+    pub run_time: Duration,
+    pub graceful_stop: Duration,
+    pub request_timeout: Duration,
+}
+
 /// Locust's --run-time counts from the first user's start, ramp-up included; Goose's
 /// counts after it, so loadgen keeps the clock and stops Goose through its killswitch.
+/// Users stop between requests; those still in flight get `--graceful-stop`, as k6's
+/// gracefulStop, and are then interrupted through `interrupt`.
 pub fn spawn_run_timer(
-    limit: Duration,
+    end: RunEnd,
     fired: Arc<AtomicBool>,
     live: Arc<Live>,
-    request_timeout: Duration,
+    interrupt: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        tokio::time::sleep(limit).await;
+        tokio::time::sleep(end.run_time).await;
         fired.store(true, Ordering::SeqCst);
         goose::trigger_killswitch("--run-time reached");
-        // Users stop between requests, so the run outlasts its run time by the slowest
-        // request in flight: say so, or a target that stopped answering looks like a hang.
+        // The run outlasts its run time by the slowest request in flight: say so, or a
+        // target that stopped answering looks like a hang.
         let in_flight = live
             .sent
             .load(Ordering::Relaxed)
             .saturating_sub(live.requests.load(Ordering::Relaxed));
         if in_flight > 0 {
-            eprintln!(
-                "loadgen: --run-time reached; waiting for the {in_flight} request{} in flight to be answered or to time out (at most --request-timeout {})",
-                if in_flight == 1 { "" } else { "s" },
-                crate::duration::format_ms(request_timeout.as_secs_f64() * 1000.0)
-            );
+            let plural = if in_flight == 1 { "" } else { "s" };
+            let ms = |d: Duration| crate::duration::format_ms(d.as_secs_f64() * 1000.0);
+            if end.request_timeout <= end.graceful_stop {
+                eprintln!(
+                    "loadgen: --run-time reached; waiting for the {in_flight} request{plural} in flight to be answered or to time out (at most --request-timeout {})",
+                    ms(end.request_timeout)
+                );
+            } else {
+                eprintln!(
+                    "loadgen: --run-time reached; waiting for the {in_flight} request{plural} in flight to be answered (at most --graceful-stop {}; then they are interrupted)",
+                    ms(end.graceful_stop)
+                );
+            }
         }
+        tokio::time::sleep(end.graceful_stop).await;
+        interrupt.cancel();
     })
 }
 

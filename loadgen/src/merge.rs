@@ -327,6 +327,7 @@ pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
         finished_at: at(span.t_end),
         duration_secs: span.duration(),
         ended_by: ended_by(&runs),
+        interrupted: runs.iter().map(|r| r.report.interrupted).sum(),
         settings: SettingsRecord {
             worker: None,
             ..first.report.settings.clone()

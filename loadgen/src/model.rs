@@ -43,6 +43,10 @@ pub struct LoadgenReport {
     pub routes: Vec<RequestStats>,
     /// All requests together.
     pub aggregate: RequestStats,
+    /// Requests still in flight when `--graceful-stop` ran out after `--run-time`: cancelled
+    /// by the run's end, so neither failures nor latencies.
+    #[serde(default)]
+    pub interrupted: u64,
     pub timeline: Vec<TimelinePoint>,
     /// Latency per interval, per request and per route, from loadgen's own histograms.
     #[serde(default)]
@@ -129,6 +133,9 @@ pub struct SettingsRecord {
     /// `--request-timeout`, in seconds; absent in reports older than the flag (60 s then).
     #[serde(default)]
     pub request_timeout_secs: Option<f64>,
+    /// `--graceful-stop`, in seconds; absent in reports older than the flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_stop_secs: Option<f64>,
     /// Set when this process was one worker of several (`--worker I/N`); `users` and
     /// `hatch_rate` above are then the whole run's, and this worker ran its share.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -18,6 +18,7 @@ use crate::model::Worker;
 use crate::record::intervals::{Recorder, Sample};
 use crate::record::progress::Live;
 use crate::throttle::Throttle;
+use tokio_util::sync::CancellationToken;
 
 pub use crate::model::Mode;
 
@@ -43,6 +44,9 @@ pub struct Replay {
     pub throttle: Option<Throttle>,
     /// The one pool every user sends through, and its `--max-connections` slots.
     pub connections: Connections,
+    /// Cancelled once `--graceful-stop` has passed after `--run-time`: requests still in
+    /// flight then end as interrupted, which is the run's doing, not the target's.
+    pub interrupt: CancellationToken,
 }
 
 /// When a request went out, and in the open model when it was meant to.
@@ -180,6 +184,18 @@ impl Replay {
         user.get_session_data_unchecked_mut::<UserPlan>()
     }
 
+    /// `answered`, unless `--graceful-stop` runs out first: then the request is dropped,
+    /// counted as interrupted (not a failure, and not in the latencies), and `None`.
+    async fn unless_interrupted<T>(&self, answered: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            answer = answered => Some(answer),
+            _ = self.interrupt.cancelled() => {
+                self.live.interrupted.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
     /// Books a finished request in the live counters and the histograms: in the open
     /// model its response time from the ticket's intended time, its service time from the
     /// send, and the lag between them.
@@ -276,21 +292,28 @@ async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionRe
     };
     // Held until the body is read, when the connection goes back to the pool.
     let _slot = replay.connections.slot(&replay.live).await;
-    let goose = user.request(request).await?;
-    let accepted = (200..300).contains(&goose.request.status_code);
-    let cause = goose.response.as_ref().err().map(no_answer_cause);
-    // The receivers name the route in every answer; reading the body also lets the
-    // connection go back to the pool.
-    let route = match goose.response {
-        Ok(response) => response
-            .bytes()
-            .await
-            .ok()
-            .and_then(|body| route_named(&body)),
-        Err(_) => None,
+    let answered = async {
+        let goose = user.request(request).await?;
+        let cause = goose.response.as_ref().err().map(no_answer_cause);
+        // The receivers name the route in every answer; reading the body also lets the
+        // connection go back to the pool.
+        let route = match goose.response {
+            Ok(response) => response
+                .bytes()
+                .await
+                .ok()
+                .and_then(|body| route_named(&body)),
+            Err(_) => None,
+        };
+        Ok::<_, Box<TransactionError>>((goose.request, cause, route))
     };
+    let Some(answer) = replay.unless_interrupted(answered).await else {
+        return Ok(());
+    };
+    let (metric, cause, route) = answer?;
+    let accepted = (200..300).contains(&metric.status_code);
     // Timed to the answer's last byte: what a client of the target waits for.
-    replay.count(POST_NAME, route, &goose.request, sent_at, cause.as_deref());
+    replay.count(POST_NAME, route, &metric, sent_at, cause.as_deref());
     replay.sent.record(user_index, n, route, accepted);
     Ok(())
 }
@@ -346,15 +369,22 @@ async fn get_root(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionResul
         .path("/")
         .set_request_builder(request_builder(user, GooseMethod::Get)?)
         .build();
-    let response = user.request(request).await?;
-    let cause = match response.response {
-        Ok(body) => {
-            let _ = body.bytes().await;
-            None
-        }
-        Err(error) => Some(no_answer_cause(&error)),
+    let answered = async {
+        let response = user.request(request).await?;
+        let cause = match response.response {
+            Ok(body) => {
+                let _ = body.bytes().await;
+                None
+            }
+            Err(error) => Some(no_answer_cause(&error)),
+        };
+        Ok::<_, Box<TransactionError>>((response.request, cause))
     };
-    replay.count(GET_NAME, None, &response.request, sent_at, cause.as_deref());
+    let Some(answer) = replay.unless_interrupted(answered).await else {
+        return Ok(());
+    };
+    let (metric, cause) = answer?;
+    replay.count(GET_NAME, None, &metric, sent_at, cause.as_deref());
     Ok(())
 }
 
@@ -378,6 +408,7 @@ mod tests {
             schedule: None,
             throttle: None,
             connections: Connections::new(4, Duration::from_secs(60)).unwrap(),
+            interrupt: CancellationToken::new(),
         }
     }
 

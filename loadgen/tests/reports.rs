@@ -192,6 +192,49 @@ fn a_target_that_never_answers_holds_the_end_of_the_run_only_for_the_request_tim
 }
 
 #[test]
+fn requests_in_flight_past_the_graceful_stop_are_interrupted_not_failed() {
+    // A server that holds each connection open and never answers.
+    let (_server, url) = raw_server(|stream| async move {
+        std::future::pending::<()>().await;
+        drop(stream);
+    });
+    let reports = tempfile::tempdir().unwrap();
+    // The request timeout (60 s by default) would hold the run; the graceful stop does not.
+    let run = Args::against(&url)
+        .users(2)
+        .hatch(100)
+        .loop_for("1s")
+        .with(&["--no-reconcile", "--graceful-stop", "1s"])
+        .run(reports.path(), Duration::from_secs(60));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "waiting for the 2 requests in flight to be answered (at most --graceful-stop 1s; then they are interrupted)"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout
+            .contains("2 requests were still in flight when --graceful-stop ran out"),
+        "{}",
+        run.stdout
+    );
+    let dir = run_dir(reports.path());
+    let report = read_json(&dir.join("loadgen.json"));
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    assert_eq!(report["interrupted"], 2);
+    assert_eq!(report["settings"]["graceful_stop_secs"].as_f64(), Some(1.0));
+    let duration = report["duration_secs"].as_f64().unwrap();
+    assert!((2.0..10.0).contains(&duration), "ran {duration}s");
+    // Neither failures of the target nor latencies: nothing was answered, nothing timed out.
+    assert_eq!(report["aggregate"]["failures"], 0);
+    assert_eq!(report["aggregate"]["count"], 0);
+    let page = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(page.contains("2 requests were still in flight when --graceful-stop ran out"));
+}
+
+#[test]
 fn run_time_counts_from_the_first_user_and_stops_the_run() {
     let target = Target::start();
     let reports = tempfile::tempdir().unwrap();

@@ -74,6 +74,11 @@ pub struct Cli {
     #[arg(long, value_name = "TIME", default_value = "60s")]
     pub request_timeout: String,
 
+    /// Once --run-time is reached, how long the requests in flight may still take; then
+    /// they are cancelled and counted as interrupted, never as failures of the target
+    #[arg(long, value_name = "TIME", default_value = "5s")]
+    pub graceful_stop: String,
+
     /// Stop the run as soon as a rule fails (checked every second once all users run)
     #[arg(long)]
     pub abort_on_fail: bool,

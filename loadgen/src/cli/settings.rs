@@ -102,6 +102,8 @@ pub struct Settings {
     pub max_rps: Option<usize>,
     pub max_connections: usize,
     pub request_timeout: Duration,
+    /// How long requests in flight at --run-time may still take before they are interrupted.
+    pub graceful_stop: Duration,
     pub post_only: bool,
     /// Empty when --no-reconcile.
     pub receivers: Vec<url::Url>,
@@ -181,6 +183,7 @@ impl Cli {
         let interval = span_at_least("--interval", &self.interval, "10ms", "1s")?;
         let request_timeout =
             span_at_least("--request-timeout", &self.request_timeout, "1ms", "10s")?;
+        let graceful_stop = span_at_least("--graceful-stop", &self.graceful_stop, "0s", "5s")?;
         check_calibrated(&rules, &self.calibration)?;
         Ok(Settings {
             // In the open model the users are the pool that takes the tickets.
@@ -203,6 +206,7 @@ impl Cli {
             max_rps: self.max_rps,
             max_connections: self.max_connections,
             request_timeout,
+            graceful_stop,
             post_only: self.post_only,
             receivers,
             drain_timeout,
@@ -502,6 +506,7 @@ pub(super) mod tests {
             (&["--max-rps", "0"], "--max-rps"),
             (&["--receivers", "nowhere"], "--receivers"),
             (&["--drain-timeout", "later"], "--drain-timeout"),
+            (&["--graceful-stop", "soon"], "--graceful-stop"),
         ] {
             match parse(args) {
                 Err(LoadgenError::Usage(message)) => {

@@ -27,6 +27,8 @@ pub struct Live {
     /// line: the report counts them by cause, but only at the end.
     pub no_answer: AtomicU64,
     pub last_no_answer: Mutex<String>,
+    /// Requests still in flight when `--graceful-stop` ran out after `--run-time`, cancelled.
+    pub interrupted: AtomicU64,
 }
 
 /// Running totals at one moment.

@@ -37,6 +37,12 @@ pub fn requests(report: &LoadgenReport) -> String {
         ));
     }
     out.push_str(&no_answer(report));
+    if report.interrupted > 0 {
+        out.push_str(&format!(
+            "\n{} requests were still in flight when --graceful-stop ran out, and were interrupted: the run's end, not failures of the target\n",
+            report.interrupted
+        ));
+    }
     if let Some(open) = &report.open {
         out.push_str(&open_model(open));
     }

@@ -49,13 +49,14 @@ pub(super) async fn execute(
         settings.max_connections,
     );
     let timed_out = Arc::new(AtomicBool::new(false));
-    let timer = settings.run_time.map(|limit| {
-        attack::spawn_run_timer(
-            limit,
-            Arc::clone(&timed_out),
-            Arc::clone(&started.live),
-            settings.request_timeout,
-        )
+    let timer = settings.run_time.map(|run_time| {
+        let end = attack::RunEnd {
+            run_time,
+            graceful_stop: settings.graceful_stop,
+            request_timeout: settings.request_timeout,
+        };
+        let (live, interrupt) = (Arc::clone(&started.live), started.replay.interrupt.clone());
+        attack::spawn_run_timer(end, Arc::clone(&timed_out), live, interrupt)
     });
     let result = swarm.execute().await;
     if let Some(timer) = timer {

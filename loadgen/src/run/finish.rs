@@ -30,6 +30,7 @@ pub(super) fn finish(
         duration_secs: executed.duration,
         ended_by: executed.ended_by,
         settings: settings_record(prepared, started.start_skew_secs),
+        interrupted: started.live.interrupted.load(Ordering::Relaxed),
         timeline: executed.timeline,
         latency_timeline: executed.recorded.latency_timeline,
         delivery: collected.delivery,
@@ -86,6 +87,7 @@ fn settings_record(prepared: &Prepared, start_skew_secs: f64) -> SettingsRecord 
         git_commit: git_commit(),
         interval_secs: settings.interval.as_secs_f64(),
         request_timeout_secs: Some(settings.request_timeout.as_secs_f64()),
+        graceful_stop_secs: Some(settings.graceful_stop.as_secs_f64()),
         worker: settings.worker.map(|w| WorkerRecord {
             index: w.index,
             count: w.count,

@@ -109,6 +109,7 @@ fn replay(
             .map(|rps| Throttle::new(rps as f64 / settings.worker.map_or(1, |w| w.count) as f64)),
         connections: Connections::new(settings.max_connections, settings.request_timeout)
             .map_err(|e| LoadgenError::Goose(format!("cannot build the HTTP client: {e}")))?,
+        interrupt: tokio_util::sync::CancellationToken::new(),
     })
 }
 

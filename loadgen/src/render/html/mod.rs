@@ -63,6 +63,11 @@ pub fn render(report: &LoadgenReport) -> String {
                 (report.started_at) " to " (report.finished_at) ", "
                 (format!("{:.1}", report.duration_secs)) " s, ended: " (report.ended_by.describe())
             }
+            @if report.interrupted > 0 {
+                p.muted {
+                    (report.interrupted) " requests were still in flight when --graceful-stop ran out, and were interrupted: the run's end, not failures of the target."
+                }
+            }
             (settings(report))
             (workers(&report.workers))
             (gate(&report.gate.rules))
@@ -113,6 +118,11 @@ fn settings(report: &LoadgenReport) -> Markup {
             "request timeout",
             s.request_timeout_secs
                 .map_or("60 s".into(), |t| format!("{t} s")),
+        ),
+        (
+            "graceful stop",
+            s.graceful_stop_secs
+                .map_or("none".into(), |t| format!("{t} s")),
         ),
         (
             "git commit",
