@@ -156,9 +156,9 @@ fn requests_with_no_answer_are_counted_by_cause_not_logged_one_by_one() {
     );
 }
 
-#[test]
-fn a_target_that_never_answers_holds_the_end_of_the_run_only_for_the_request_timeout() {
-    // A server that holds each connection open and never answers.
+/// Two users for 1 s, with `extra`, against a server that holds each connection open and
+/// never answers; the reports folder and how the run ended.
+fn run_against_a_silent_target(extra: &[&str]) -> (tempfile::TempDir, common::Finished) {
     let (_server, url) = raw_server(|stream| async move {
         std::future::pending::<()>().await;
         drop(stream);
@@ -168,8 +168,15 @@ fn a_target_that_never_answers_holds_the_end_of_the_run_only_for_the_request_tim
         .users(2)
         .hatch(100)
         .loop_for("1s")
-        .with(&["--post-only", "--no-reconcile", "--request-timeout", "3s"])
+        .with(&["--no-reconcile"])
+        .with(extra)
         .run(reports.path(), Duration::from_secs(60));
+    (reports, run)
+}
+
+#[test]
+fn a_target_that_never_answers_holds_the_end_of_the_run_only_for_the_request_timeout() {
+    let (reports, run) = run_against_a_silent_target(&["--post-only", "--request-timeout", "3s"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stderr
@@ -183,7 +190,7 @@ fn a_target_that_never_answers_holds_the_end_of_the_run_only_for_the_request_tim
         report["settings"]["request_timeout_secs"].as_f64(),
         Some(3.0)
     );
-    // With the default of 60 s the run took 60 s, its 1 s run time notwithstanding.
+    // A request timeout of 60 s would have held it 60 s, its 1 s run time notwithstanding.
     let duration = report["duration_secs"].as_f64().unwrap();
     assert!((3.0..30.0).contains(&duration), "ran {duration}s");
     let post = common::post_row(&report);
@@ -193,19 +200,8 @@ fn a_target_that_never_answers_holds_the_end_of_the_run_only_for_the_request_tim
 
 #[test]
 fn requests_in_flight_past_the_graceful_stop_are_interrupted_not_failed() {
-    // A server that holds each connection open and never answers.
-    let (_server, url) = raw_server(|stream| async move {
-        std::future::pending::<()>().await;
-        drop(stream);
-    });
-    let reports = tempfile::tempdir().unwrap();
     // The request timeout (60 s by default) would hold the run; the graceful stop does not.
-    let run = Args::against(&url)
-        .users(2)
-        .hatch(100)
-        .loop_for("1s")
-        .with(&["--no-reconcile", "--graceful-stop", "1s"])
-        .run(reports.path(), Duration::from_secs(60));
+    let (reports, run) = run_against_a_silent_target(&["--graceful-stop", "1s"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stderr.contains(
