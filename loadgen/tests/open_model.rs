@@ -296,17 +296,7 @@ fn bad_open_model_flags_exit_2_before_anything_is_sent() {
 
 /// The lag of every request of a run, from its `latency.hlog`: all intervals added.
 fn lag_histogram(dir: &std::path::Path) -> hdrhistogram::Histogram<u64> {
-    let text = std::fs::read_to_string(dir.join("latency.hlog")).unwrap();
-    let log = loadgen::record::hlog::parse(&text).unwrap();
-    let mut total = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-    for interval in log
-        .intervals
-        .iter()
-        .filter(|i| i.series.kind == loadgen::model::SeriesKind::Lag)
-    {
-        total.add(&interval.histogram).unwrap();
-    }
-    total
+    common::logged_total(dir, |series| series.kind == loadgen::model::SeriesKind::Lag)
 }
 
 #[test]

@@ -351,15 +351,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// The POST / histogram of all of a log's intervals, added.
 fn post_histogram(dir: &Path) -> hdrhistogram::Histogram<u64> {
-    let text = std::fs::read_to_string(dir.join("latency.hlog")).unwrap();
-    let log = loadgen::record::hlog::parse(&text).unwrap();
-    let mut total = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-    for interval in log.intervals.iter().filter(|i| {
-        i.series == loadgen::record::intervals::SeriesKey::request(loadgen::replay::POST_NAME)
-    }) {
-        total.add(&interval.histogram).unwrap();
-    }
-    total
+    let post = loadgen::record::intervals::SeriesKey::request(loadgen::replay::POST_NAME);
+    common::logged_total(dir, |series| *series == post)
 }
 
 #[test]

@@ -414,3 +414,18 @@ pub fn assert_refused(run: &Finished, needle: &str) {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains(needle), "{}", run.stderr);
 }
+
+/// The histogram of the series `keep` selects, all of a run folder's `latency.hlog`
+/// intervals added: as one process would hold every request of the run.
+pub fn logged_total(
+    dir: &Path,
+    keep: impl Fn(&loadgen::record::intervals::SeriesKey) -> bool,
+) -> hdrhistogram::Histogram<u64> {
+    let text = std::fs::read_to_string(dir.join("latency.hlog")).unwrap();
+    let log = loadgen::record::hlog::parse(&text).unwrap();
+    let mut total = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    for interval in log.intervals.iter().filter(|i| keep(&i.series)) {
+        total.add(&interval.histogram).unwrap();
+    }
+    total
+}
