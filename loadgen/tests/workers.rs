@@ -93,6 +93,14 @@ fn two_workers_merged_match_one_process_with_the_same_users() {
     );
     let merged = read_json(&reports.join("merge-test-1").join("loadgen.json"));
     assert_eq!(schema_errors(&merged), Vec::<String>::new());
+    // A merged run indexes its files as one run does: the log under `latency_hlog`, where
+    // a --baseline reads it.
+    assert_eq!(merged["files"]["latency_hlog"], "latency.hlog");
+    assert!(
+        merged["files"].get("latency").is_none(),
+        "{}",
+        merged["files"]
+    );
 
     // The same sends, and the same ledger per route, as one process with 6 users: 600
     // POSTs, which the front door's turns spread 200 to each path.
