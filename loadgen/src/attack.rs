@@ -1,5 +1,5 @@
 //! Goose's side of a run: the configuration it runs with (built here, never from argv), the
-//! attack with loadgen's one scenario registered, the run-time clock that stops it through
+//! attack with one Goose scenario per flow registered, the users plan as Goose's test plan, the run-time clock that stops it through
 //! its killswitch, and how its run ended. Goose runs the users; loadgen measures and judges.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use goose::GooseError;
 use goose::client::GooseClientBuilder;
-use goose::config::GooseConfiguration;
+use goose::config::{GooseConfiguration, GooseDefault, GooseDefaultType};
 use goose::metrics::GooseMetrics;
 use goose::prelude::GooseAttack;
 
@@ -20,29 +20,44 @@ use crate::model::EndedBy;
 use crate::record::progress::Live;
 use crate::replay::Replay;
 
-/// The attack, configured and with the replay's scenario registered, ready to execute.
+/// The attack, configured and with the replay's flows registered, ready to execute.
 pub fn attack(settings: &Settings, replay: &Arc<Replay>) -> Result<GooseAttack, LoadgenError> {
-    // In the open model users wait for tickets, not a think time.
-    let wait = if settings.open.is_some() {
-        (Duration::ZERO, Duration::ZERO)
-    } else {
-        settings.wait
-    };
     let config = configuration(settings, replay.iterations());
     // One shared client without cookies, or Goose builds one per user before the run. The
     // users swap it for `replay.connections`' capped one in their first transaction.
-    GooseAttack::initialize_with_config(config)
+    let attack = GooseAttack::initialize_with_config(config)
         .and_then(|a| {
             a.set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())
         })
-        .and_then(|a| Ok(a.register_scenario(replay.scenario(wait, settings.post_only)?)))
-        .map_err(|e| LoadgenError::Goose(error_text(&e)))
+        .and_then(|a| {
+            let flows = replay.goose_scenarios(settings.wait)?;
+            Ok(flows.into_iter().fold(a, GooseAttack::register_scenario))
+        });
+    let attack = match settings.process_plan() {
+        Some(plan) => attack.and_then(|a| {
+            a.set_default(GooseDefault::TestPlan, plan.goose_text().as_str())
+                .map(|a| *a)
+        }),
+        None => attack,
+    };
+    attack.map_err(|e| LoadgenError::Goose(error_text(&e)))
 }
 
 /// The configuration Goose runs with: it runs the users; loadgen measures and judges.
 fn configuration(settings: &Settings, iterations: Option<usize>) -> GooseConfiguration {
     let mut config = GooseConfiguration::default();
+    // loadgen's own histograms are the run's figures, and its live gate judges the rules
+    // (`--abort-on-fail`); Goose's metrics would only duplicate them, at 6% of the CPU.
     config.host = Some(settings.host.to_string());
+    config.no_metrics = true;
+    config.no_telnet = true;
+    config.no_print_metrics = true;
+    config.no_threshold_abort = true;
+    config.quiet = 1;
+    // A users plan is Goose's test plan, which takes no users, rate or iterations.
+    if settings.users_plan.is_some() {
+        return config;
+    }
     // A worker runs its share of the users at its share of the hatch rate.
     let users = settings.process_users();
     let hatch_rate = settings.worker.map_or(settings.hatch_rate, |w| {
@@ -57,13 +72,6 @@ fn configuration(settings: &Settings, iterations: Option<usize>) -> GooseConfigu
     config.users = Some(users);
     config.increase_rate = Some(hatch_rate.to_string());
     config.iterations = iterations;
-    config.no_print_metrics = true;
-    config.no_telnet = true;
-    config.quiet = 1;
-    // loadgen's own histograms are the run's figures, and its live gate judges the rules
-    // (`--abort-on-fail`); Goose's metrics would only duplicate them, at 6% of the CPU.
-    config.no_metrics = true;
-    config.no_threshold_abort = true;
     config
 }
 

@@ -3,9 +3,10 @@
 //!
 //! The folders follow the flow, each layer importing only those below it:
 //! - input: `cli/` (flags as parsed, checked settings, the gate file), `traffic`,
-//!   `duration` (flags and data, checked before anything is sent);
+//!   `scenario/` (the flows users follow), `users_plan`, `duration` (flags and data,
+//!   checked before anything is sent);
 //! - the model: `model`, the serde types of `loadgen.json` (a leaf);
-//! - `replay`: the Goose scenario, which records into `record`; `arrival`: the open
+//! - `replay`: the Goose scenarios, which record into `record`; `arrival`: the open
 //!   model's schedule of tickets; `connections`, `throttle`: the client's cap and rate;
 //!   `attack`: Goose's configuration, the run-time clock and how Goose's run ended;
 //! - `record/`: per-interval HdrHistograms, the `.hlog`, live counters, percentiles;
@@ -31,8 +32,10 @@ pub mod record;
 pub mod render;
 pub mod replay;
 pub mod run;
+pub mod scenario;
 pub mod throttle;
 pub mod traffic;
+pub mod users_plan;
 
 pub use cli::{Cli, Settings};
 pub use error::LoadgenError;

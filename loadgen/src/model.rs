@@ -140,6 +140,16 @@ pub struct SettingsRecord {
     /// `hatch_rate` above are then the whole run's, and this worker ran its share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<WorkerRecord>,
+    /// `--scenario`'s file; absent for the default flow (POST / then GET /).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+    /// The closed model's users over time (`--users-plan` or the file's stages), in
+    /// `--users-plan`'s notation; `users` above is then its most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_plan: Option<String>,
+    /// Why the run has no delivery ledger, when no request of its flows sends a record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_off: Option<String>,
 }
 
 /// Which share of a run one worker ran: users `index`, `index + count`, ...

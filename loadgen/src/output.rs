@@ -206,6 +206,9 @@ pub fn announce(report: &LoadgenReport, last: &str) {
     if let Some(delivery) = &report.delivery {
         print!("{}", terminal::delivery(delivery));
     }
+    if let Some(why) = &report.settings.ledger_off {
+        println!("\nNo delivery ledger: {why}.");
+    }
     print!("{}", terminal::gate(&report.gate.rules));
     println!("{last}");
 }

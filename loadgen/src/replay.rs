@@ -1,5 +1,6 @@
-//! How users replay the records: which record each POST / sends, the Idempotency-Key it
-//! carries, and the Goose scenario (POST / and GET /, equal weight) that drives it.
+//! How users replay the scenario: which record each record request sends, the
+//! Idempotency-Key it carries, and the Goose scenarios (one per flow, one transaction per
+//! request) that drive it. Without `--scenario` the flow is the seed's: POST / then GET /.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -7,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use goose::prelude::*;
-use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 
 use crate::arrival::Schedule;
 use crate::connections::Connections;
@@ -17,12 +18,15 @@ use crate::ledger::sent::{self, SentLedger};
 use crate::model::Worker;
 use crate::record::intervals::{Recorder, Sample};
 use crate::record::progress::Live;
+use crate::scenario::{Body, Scenarios, Step};
 use crate::throttle::Throttle;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::model::Mode;
+pub use crate::scenario::{GET_NAME, POST_NAME};
 
-/// Everything the users share: one parsed copy of the records and the run's identity.
+/// Everything the users share: one parsed copy of the records, the flows, and the run's
+/// identity.
 #[derive(Debug)]
 pub struct Replay {
     pub records: Vec<Bytes>,
@@ -31,8 +35,8 @@ pub struct Replay {
     pub seed: Option<u64>,
     pub run_id: String,
     pub live: Arc<Live>,
-    /// Which POSTs were accepted, by which route: the sent side of the delivery ledger,
-    /// bounded by the users. Locked only to book a send, never across an await.
+    /// Which record requests were accepted, by which route: the sent side of the delivery
+    /// ledger, bounded by the users. Locked only to book a send, never across an await.
     pub sent: SentLedger,
     /// Every request's latency, per request name, route and interval.
     pub recorder: Recorder,
@@ -47,6 +51,13 @@ pub struct Replay {
     /// Cancelled once `--graceful-stop` has passed after `--run-time`: requests still in
     /// flight then end as interrupted, which is the run's doing, not the target's.
     pub interrupt: CancellationToken,
+    /// The flows the users follow.
+    pub scenarios: Scenarios,
+    /// Each flow's requests' URLs, joined under `--host` once: Goose's
+    /// `get_request_builder` joins the path to the host, prints the URL and has reqwest
+    /// parse it again, for every request, and that costs requests per CPU-second
+    /// (docs/performance-notes.md).
+    pub urls: Vec<Vec<url::Url>>,
 }
 
 /// When a request went out, and in the open model when it was meant to.
@@ -61,29 +72,38 @@ struct Sent {
 struct UserPlan {
     order: Vec<u32>,
     next: usize,
-    /// Sends so far by this user; part of the Idempotency-Key.
+    /// Record sends so far by this user; part of the Idempotency-Key.
     sent: u64,
-    /// Set once a shared-mode user has nothing left, so its last GET is skipped too.
+    /// Set once a user has no record left, so the rest of its flow is skipped too.
     spent: bool,
+    /// Set once the user is counted out of the running users (its records spent, or it
+    /// left as the users plan fell), so it is counted once.
+    out: bool,
     rng: StdRng,
-    /// `/` on the target, parsed once: Goose's `get_request_builder` joins the path to the
-    /// host, prints the URL and has reqwest parse it again, for every request, and that
-    /// costs requests per CPU-second (docs/performance-notes.md).
-    target: Option<url::Url>,
 }
 
-/// The request names as Goose's reports and the gate rules know them.
-pub const POST_NAME: &str = "POST /";
-pub const GET_NAME: &str = "GET /";
+/// How one request ended, as the recorder books it.
+struct Answer {
+    status: u16,
+    success: bool,
+    route: Option<contract::Route>,
+    /// Why no HTTP answer came.
+    no_answer: Option<String>,
+    /// Why an answered request failed its check.
+    check: Option<String>,
+}
 
 impl Replay {
-    /// How many scenario iterations (one POST + one GET each) a user runs before it stops;
-    /// `None` runs until the run time ends.
+    /// How many passes through its flow a user runs before it stops; `None` runs until the
+    /// run time ends. A pass sends as many records as its flow has record requests, so the
+    /// count covers the flow that spends a user's records slowest; a user whose records are
+    /// spent skips the rest.
     pub fn iterations(&self) -> Option<usize> {
+        let per_pass = self.scenarios.fewest_records_per_pass()?;
         let records = self.records.len();
         match self.mode {
-            Mode::PerUser => Some(records),
-            Mode::Shared => Some(records.div_ceil(self.users)),
+            Mode::PerUser => Some(records.div_ceil(per_pass)),
+            Mode::Shared => Some(records.div_ceil(self.users).div_ceil(per_pass)),
             Mode::Loop => None,
         }
     }
@@ -120,8 +140,16 @@ impl Replay {
             next: 0,
             sent: 0,
             spent: false,
+            out: false,
             rng,
-            target: None,
+        }
+    }
+
+    /// Counts the user out of the running users, once.
+    fn count_out(&self, plan: &mut UserPlan) {
+        if !plan.out {
+            plan.out = true;
+            self.live.users_finished.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -137,44 +165,57 @@ impl Replay {
         let index = plan.order[plan.next];
         plan.next += 1;
         if plan.next == plan.order.len() && self.mode != Mode::Loop {
-            self.live.users_finished.fetch_add(1, Ordering::Relaxed);
+            self.count_out(plan);
         }
         Some(index)
     }
 
-    /// The Goose scenario: POST / then GET / (unless `post_only`), each followed by a wait.
-    pub fn scenario(
+    /// One Goose scenario per flow of weight 1 or more: its requests in order, each
+    /// followed by the flow's wait (`wait` when the flow names none).
+    pub fn goose_scenarios(
         self: &Arc<Self>,
         wait: (Duration, Duration),
-        post_only: bool,
-    ) -> Result<Scenario, GooseError> {
-        let post = Arc::clone(self);
-        let post: TransactionFunction =
-            Arc::new(move |user| Box::pin(post_record(Arc::clone(&post), user)));
-        let get = Arc::clone(self);
-        let get: TransactionFunction =
-            Arc::new(move |user| Box::pin(get_root(Arc::clone(&get), user)));
-        let scenario = scenario!("Replay")
-            .set_wait_time(wait.0, wait.1)?
-            .register_transaction(Transaction::new(post).set_name(POST_NAME));
-        Ok(if post_only {
-            scenario
-        } else {
-            scenario.register_transaction(Transaction::new(get).set_name(GET_NAME))
-        })
+    ) -> Result<Vec<Scenario>, GooseError> {
+        let mut scenarios = Vec::new();
+        for (f, flow) in self.scenarios.flows.iter().enumerate() {
+            if flow.weight == 0 {
+                continue;
+            }
+            // In the open model users wait for tickets, not a think time.
+            let (min, max) = if self.schedule.is_some() {
+                (Duration::ZERO, Duration::ZERO)
+            } else {
+                flow.wait.unwrap_or(wait)
+            };
+            let mut scenario = Scenario::new(&flow.name)
+                .set_weight(flow.weight)?
+                .set_wait_time(min, max)?;
+            for (s, step) in flow.steps.iter().enumerate() {
+                let replay = Arc::clone(self);
+                let send: TransactionFunction =
+                    Arc::new(move |user| Box::pin(send(Arc::clone(&replay), (f, s), user)));
+                scenario =
+                    scenario.register_transaction(Transaction::new(send).set_name(&step.name));
+            }
+            let replay = Arc::clone(self);
+            let leave: TransactionFunction =
+                Arc::new(move |user| Box::pin(leave(Arc::clone(&replay), user)));
+            scenario = scenario.register_transaction(Transaction::new(leave).set_on_stop());
+            scenarios.push(scenario);
+        }
+        Ok(scenarios)
     }
 
     /// Makes sure the user has a plan, counting it as started the first time.
     fn plan<'u>(&self, user: &'u mut GooseUser) -> &'u mut UserPlan {
         if user.get_session_data::<UserPlan>().is_none() {
             let mut plan = self.plan_for(self.global_user(user.weighted_users_index));
-            plan.target = user.base_url.join("/").ok();
             self.live.users_started.fetch_add(1, Ordering::Relaxed);
             if let Some(schedule) = &self.schedule {
                 schedule.join();
             }
             if plan.order.is_empty() && self.mode != Mode::Loop {
-                self.live.users_finished.fetch_add(1, Ordering::Relaxed);
+                self.count_out(&mut plan);
             }
             user.set_session_data(plan);
             // The pool Goose gave the user has no cap; a clone of this client shares the
@@ -199,20 +240,13 @@ impl Replay {
     /// Books a finished request in the live counters and the histograms: in the open
     /// model its response time from the ticket's intended time, its service time from the
     /// send, and the lag between them.
-    fn count(
-        &self,
-        request: &str,
-        route: Option<contract::Route>,
-        goose: &goose::metrics::GooseRequestMetric,
-        sent: Sent,
-        error: Option<&str>,
-    ) {
+    fn count(&self, request: &str, answer: &Answer, sent: Sent) {
         let service = sent.at.elapsed();
         self.live.requests.fetch_add(1, Ordering::Relaxed);
-        if !goose.success {
+        if !answer.success {
             self.live.failures.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(cause) = error {
+        if let Some(cause) = &answer.no_answer {
             self.live.no_answer(cause);
         }
         let (response, lag) = match sent.intended {
@@ -224,13 +258,13 @@ impl Replay {
         };
         self.recorder.record(Sample {
             request,
-            route: route.map(|r| r.name()),
-            status: goose.status_code,
-            success: goose.success,
+            route: answer.route.map(|r| r.name()),
+            status: answer.status,
+            success: answer.success,
             response,
             service,
             lag,
-            error,
+            error: answer.no_answer.as_deref().or(answer.check.as_deref()),
         });
     }
 
@@ -264,77 +298,148 @@ impl Replay {
             intended: intended.map(|t| t.intended),
         })
     }
+
+    /// The request `step` makes, on the user's client (the capped pool), with its URL
+    /// joined once; a record request carries the record and its key.
+    fn request(
+        &self,
+        user: &GooseUser,
+        at: (usize, usize),
+        record: Option<(u32, &str)>,
+    ) -> reqwest::RequestBuilder {
+        let step = &self.scenarios.flows[at.0].steps[at.1];
+        let mut request = user
+            .client
+            .request(step.method.clone(), self.urls[at.0][at.1].clone());
+        if !step.headers.is_empty() {
+            request = request.headers(step.headers.clone());
+        }
+        match (&step.body, record) {
+            (Body::Record, Some((index, key))) => request
+                .header("idempotency-key", key)
+                .body(self.records[index as usize].clone()),
+            (Body::Fixed(bytes), _) => request.body(bytes.clone()),
+            _ => request,
+        }
+    }
 }
 
-async fn post_record(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionResult {
+/// One request of a flow: the next record if it sends one, the send, the answer read to
+/// its end and judged, the ledger, then the request's own think time.
+async fn send(replay: Arc<Replay>, at: (usize, usize), user: &mut GooseUser) -> TransactionResult {
+    let step = &replay.scenarios.flows[at.0].steps[at.1];
     let user_index = replay.global_user(user.weighted_users_index);
     let plan = replay.plan(user);
-    // A shared-mode user whose share is spent idles out its last iteration.
-    let Some(index) = replay.next_record(plan) else {
-        plan.spent = true;
+    // A user whose records are spent idles out the rest of its passes.
+    if plan.spent {
         return Ok(());
+    }
+    let record = match step.body {
+        Body::Record => {
+            let Some(index) = replay.next_record(plan) else {
+                plan.spent = true;
+                return Ok(());
+            };
+            plan.sent += 1;
+            Some((index, plan.sent - 1))
+        }
+        _ => None,
     };
-    let n = plan.sent;
-    let key = replay.idempotency_key(user_index, n);
-    plan.sent += 1;
-    let body = replay.records[index as usize].clone();
-    let request_builder = request_builder(user, GooseMethod::Post)?
-        .header("content-type", "application/json")
-        .header("idempotency-key", key.as_str())
-        .body(body);
+    let key = record.map(|(_, n)| replay.idempotency_key(user_index, n));
+    let builder = replay.request(
+        user,
+        at,
+        record.zip(key.as_deref()).map(|((i, _), k)| (i, k)),
+    );
     let request = GooseRequest::builder()
-        .method(GooseMethod::Post)
-        .path("/")
-        .set_request_builder(request_builder)
+        .method(goose_method(&step.method))
+        .path(step.path.as_str())
+        .set_request_builder(builder)
         .build();
     let Some(sent_at) = replay.send_time().await else {
         return Ok(());
     };
     // Held until the body is read, when the connection goes back to the pool.
-    let _slot = replay.connections.slot(&replay.live).await;
+    let slot = replay.connections.slot(&replay.live).await;
     let answered = async {
         let goose = user.request(request).await?;
-        let cause = goose.response.as_ref().err().map(no_answer_cause);
-        // The receivers name the route in every answer; reading the body also lets the
-        // connection go back to the pool.
-        let route = match goose.response {
-            Ok(response) => response
-                .bytes()
-                .await
-                .ok()
-                .and_then(|body| route_named(&body)),
-            Err(_) => None,
+        let (body, no_answer) = match goose.response {
+            // Reading the body to its end also lets the connection go back to the pool.
+            Ok(response) => (response.bytes().await.ok(), None),
+            Err(error) => (None, Some(no_answer_cause(&error))),
         };
-        Ok::<_, Box<TransactionError>>((goose.request, cause, route))
+        Ok::<_, Box<TransactionError>>((goose.request.status_code, body, no_answer))
     };
     let Some(answer) = replay.unless_interrupted(answered).await else {
         return Ok(());
     };
-    let (metric, cause, route) = answer?;
-    let accepted = (200..300).contains(&metric.status_code);
+    let (status, body, no_answer) = answer?;
+    drop(slot);
+    let answer = judge(step, status, body.as_deref(), no_answer, record.is_some());
     // Timed to the answer's last byte: what a client of the target waits for.
-    replay.count(POST_NAME, route, &metric, sent_at, cause.as_deref());
-    replay.sent.record(user_index, n, route, accepted);
+    replay.count(&step.name, &answer, sent_at);
+    if let Some((_, n)) = record {
+        replay
+            .sent
+            .record(user_index, n, answer.route, (200..300).contains(&status));
+    }
+    if let Some(think) = step.think {
+        let plan = replay.plan(user);
+        let pause = plan.rng.random_range(think.0..=think.1);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = replay.interrupt.cancelled() => {}
+        }
+    }
     Ok(())
 }
 
-/// A request to `/` on the target from the user's own client (the capped pool), with the
-/// URL its plan parsed once; Goose's own builder if the plan has none.
-fn request_builder(
-    user: &GooseUser,
-    method: GooseMethod,
-) -> Result<reqwest::RequestBuilder, Box<TransactionError>> {
-    let Some(url) = user
-        .get_session_data::<UserPlan>()
-        .and_then(|plan| plan.target.clone())
-    else {
-        return user.get_request_builder(&method, "/");
+/// Whether an answer is a success: no answer fails with its cause; an unexpected status
+/// fails by its code; then the check, if any, judges the body. Record requests read the
+/// route the receivers name in every answer (201 or error) for the ledger.
+fn judge(
+    step: &Step,
+    status: u16,
+    body: Option<&[u8]>,
+    no_answer: Option<String>,
+    record: bool,
+) -> Answer {
+    let route = body.filter(|_| record).and_then(route_named);
+    let expected = no_answer.is_none() && step.expect.accepts(status);
+    let check = match (&step.check, expected) {
+        (Some(check), true) => check.judge(body.unwrap_or_default()),
+        _ => None,
     };
-    Ok(match method {
-        GooseMethod::Post => user.client.post(url),
-        GooseMethod::Get => user.client.get(url),
-        other => return user.get_request_builder(&other, "/"),
-    })
+    Answer {
+        status,
+        success: expected && check.is_none(),
+        route,
+        no_answer,
+        check,
+    }
+}
+
+/// Goose's name for a method, for its request metric (off, but required).
+fn goose_method(method: &reqwest::Method) -> GooseMethod {
+    match *method {
+        reqwest::Method::POST => GooseMethod::Post,
+        reqwest::Method::PUT => GooseMethod::Put,
+        reqwest::Method::PATCH => GooseMethod::Patch,
+        reqwest::Method::DELETE => GooseMethod::Delete,
+        reqwest::Method::HEAD => GooseMethod::Head,
+        _ => GooseMethod::Get,
+    }
+}
+
+/// A user leaving before the run's end (the users plan fell) is counted out of the
+/// running users; at the end every user stops, and the last second still shows them.
+async fn leave(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionResult {
+    if goose::is_killswitch_triggered() || user.get_session_data::<UserPlan>().is_none() {
+        return Ok(());
+    }
+    let plan = user.get_session_data_unchecked_mut::<UserPlan>();
+    replay.count_out(plan);
+    Ok(())
 }
 
 /// Why a request got no HTTP answer: the innermost error of the chain, which names the
@@ -352,40 +457,6 @@ fn no_answer_cause(error: &reqwest::Error) -> String {
 fn route_named(body: &[u8]) -> Option<contract::Route> {
     let named: contract::answers::NamedRoute = serde_json::from_slice(body).ok()?;
     named.route
-}
-
-async fn get_root(replay: Arc<Replay>, user: &mut GooseUser) -> TransactionResult {
-    let plan = replay.plan(user);
-    // In shared mode a user with nothing left to send stops reading too.
-    if plan.spent {
-        return Ok(());
-    }
-    let Some(sent_at) = replay.send_time().await else {
-        return Ok(());
-    };
-    let _slot = replay.connections.slot(&replay.live).await;
-    let request = GooseRequest::builder()
-        .method(GooseMethod::Get)
-        .path("/")
-        .set_request_builder(request_builder(user, GooseMethod::Get)?)
-        .build();
-    let answered = async {
-        let response = user.request(request).await?;
-        let cause = match response.response {
-            Ok(body) => {
-                let _ = body.bytes().await;
-                None
-            }
-            Err(error) => Some(no_answer_cause(&error)),
-        };
-        Ok::<_, Box<TransactionError>>((response.request, cause))
-    };
-    let Some(answer) = replay.unless_interrupted(answered).await else {
-        return Ok(());
-    };
-    let (metric, cause) = answer?;
-    replay.count(GET_NAME, None, &metric, sent_at, cause.as_deref());
-    Ok(())
 }
 
 #[cfg(test)]
@@ -409,35 +480,35 @@ mod tests {
             throttle: None,
             connections: Connections::new(4, Duration::from_secs(60)).unwrap(),
             interrupt: CancellationToken::new(),
+            scenarios: Scenarios::seed(false),
+            urls: vec![vec![
+                url::Url::parse("http://127.0.0.1:9/prefix/").unwrap();
+                2
+            ]],
         }
     }
 
-    /// The URL a user's plan parses once is the one Goose's builder would make for `/`
-    /// (a path on the host is replaced, as `Url::join` does), with each method.
+    /// A seed request goes where its step says, with the record, its key and the
+    /// content type, on the user's capped client.
     #[test]
-    fn a_users_requests_go_to_the_same_url_as_gooses_builder_makes() {
+    fn a_record_request_carries_the_record_its_key_and_the_content_type() {
         let replay = replay(Mode::Loop, 3, 1);
         let host = url::Url::parse("http://127.0.0.1:9/prefix/").unwrap();
         let mut user =
             GooseUser::single(host, &goose::config::GooseConfiguration::default()).unwrap();
         replay.plan(&mut user);
-        assert!(
-            user.get_session_data::<UserPlan>()
-                .unwrap()
-                .target
-                .is_some()
-        );
-        for method in [GooseMethod::Post, GooseMethod::Get] {
-            let ours = request_builder(&user, method).unwrap().build().unwrap();
-            let gooses = user
-                .get_request_builder(&method, "/")
-                .unwrap()
-                .build()
-                .unwrap();
-            assert_eq!(ours.url().as_str(), "http://127.0.0.1:9/");
-            assert_eq!(ours.url(), gooses.url());
-            assert_eq!(ours.method(), gooses.method());
-        }
+        let post = replay
+            .request(&user, (0, 0), Some((2, "run-u0-0")))
+            .build()
+            .unwrap();
+        assert_eq!(post.method(), reqwest::Method::POST);
+        assert_eq!(post.url().as_str(), "http://127.0.0.1:9/prefix/");
+        assert_eq!(post.headers()["idempotency-key"], "run-u0-0");
+        assert_eq!(post.headers()["content-type"], "application/json");
+        assert_eq!(post.body().unwrap().as_bytes().unwrap(), b"{\"i\":2}");
+        let get = replay.request(&user, (0, 1), None).build().unwrap();
+        assert_eq!(get.method(), reqwest::Method::GET);
+        assert!(get.body().is_none() && get.headers().is_empty());
     }
 
     fn drain(replay: &Replay, user: usize) -> Vec<u32> {

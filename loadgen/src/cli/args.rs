@@ -43,9 +43,23 @@ pub struct Cli {
     pub wait: Option<String>,
 
     /// per-user: each user sends every record once; shared: every record once in all;
-    /// loop: cycle until --run-time
-    #[arg(long, value_enum, default_value_t = Mode::PerUser)]
-    pub mode: Mode,
+    /// loop: cycle until --run-time [default: per-user; loop with --users-plan, or when no
+    /// request of the scenario sends a record]
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+
+    /// A TOML file of weighted flows of requests: method, path under --host, headers, body,
+    /// the statuses that succeed, a check [default: POST / with the next record, then GET /,
+    /// as examples/scenarios/seed.toml spells out]
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+
+    /// Closed model: users over time in linear steps USERS@DURATION,... from 0 users, in
+    /// whole seconds: 10@2s,10@4s,2@1s,2@4s ramps to 10 users over 2 s, holds them 4 s,
+    /// drops to 2 over 1 s and holds those 4 s (instead of --users and --hatch-rate)
+    #[arg(long, value_name = "PLAN", allow_hyphen_values = true,
+          conflicts_with_all = ["users", "hatch_rate", "arrival_rate", "arrival_plan"])]
+    pub users_plan: Option<String>,
 
     /// Folder that receives one sub-folder per run
     #[arg(long, value_name = "DIR", default_value = "reports")]
@@ -96,8 +110,9 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub max_connections: usize,
 
-    /// Send only the POST / task (no GET /), as benchmarks of the write path want
-    #[arg(long)]
+    /// Send only the POST / task (no GET /), as benchmarks of the write path want; for the
+    /// default scenario only
+    #[arg(long, conflicts_with = "scenario")]
     pub post_only: bool,
 
     #[command(flatten)]

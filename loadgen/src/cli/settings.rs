@@ -12,6 +12,8 @@ use crate::error::LoadgenError;
 use crate::judge::gate::SourcedRule;
 use crate::model::{Arrivals, Worker};
 use crate::replay::Mode;
+use crate::scenario::Scenarios;
+use crate::users_plan::UsersPlan;
 
 impl ReconcileArgs {
     /// The receivers as URLs (none with --no-reconcile, `host` when none is given) and
@@ -113,12 +115,24 @@ pub struct Settings {
     pub start_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The open model; `None` runs the closed one, users waiting `wait` between tasks.
     pub open: Option<OpenSettings>,
+    /// The flows users follow: `--scenario`'s, or the seed's.
+    pub scenarios: Scenarios,
+    /// The closed model's users over time; `users` is then its most.
+    pub users_plan: Option<UsersPlan>,
+    /// Why the run has no delivery ledger, when its flows send no record.
+    pub ledger_off: Option<String>,
 }
 
 impl Settings {
     /// The users this process runs: its share when it is one worker of several.
     pub fn process_users(&self) -> usize {
         self.worker.map_or(self.users, |w| w.share(self.users))
+    }
+
+    /// The users plan this process follows: its share of each step when it is a worker.
+    pub fn process_plan(&self) -> Option<UsersPlan> {
+        let plan = self.users_plan.as_ref()?;
+        Some(self.worker.map_or_else(|| plan.clone(), |w| plan.share(w)))
     }
 }
 
@@ -155,16 +169,17 @@ impl Cli {
         let host = parse_host(&self.host)?;
         let run_time = self.run_time()?;
         let open = self.open_settings(run_time)?;
-        let run_time = with_plan(run_time, open.as_ref());
-        if self.mode == Mode::Loop && run_time.is_none() {
-            return Err(LoadgenError::Usage(
-                "--mode loop never runs out of records, so it needs --run-time, such as -t 60s"
-                    .into(),
-            ));
-        }
+        let shape = self.shape(open.is_some(), with_plan(run_time, open.as_ref(), None))?;
+        let run_time = with_plan(run_time, open.as_ref(), shape.users_plan.as_ref());
         let wait = parse_wait(self.wait.as_deref().unwrap_or("100ms..900ms"))
             .map_err(|e| LoadgenError::Usage(format!("--wait: {e}")))?;
-        let (receivers, drain_timeout) = self.reconcile.parse(Some(&host))?;
+        let (mut receivers, drain_timeout) = self.reconcile.parse(Some(&host))?;
+        // Only record requests carry keys into the ledger; with none there is nothing to
+        // reconcile, which is a fact of the flow, not an error.
+        let ledger_off = (!shape.scenarios.sends_records()).then(|| {
+            receivers.clear();
+            "no request of the scenario sends a record (record = true), so there is no delivery ledger to reconcile".to_string()
+        });
         let (rules, max_regression) = parse_rules(
             &self.gate.thresholds,
             self.gate.gate.as_deref(),
@@ -175,7 +190,7 @@ impl Cli {
                 "--max-rps 0 would send nothing; give a rate such as 500, or leave it out".into(),
             ));
         }
-        let worker = self.worker(open.as_ref())?;
+        let worker = self.worker(open.as_ref(), shape.users_plan.as_ref())?;
         if let Some(id) = &self.run_id {
             check_run_id(id)?;
         }
@@ -185,15 +200,23 @@ impl Cli {
             span_at_least("--request-timeout", &self.request_timeout, "1ms", "10s")?;
         let graceful_stop = span_at_least("--graceful-stop", &self.graceful_stop, "0s", "5s")?;
         check_calibrated(&rules, &self.calibration)?;
+        check_rule_targets(&rules, &shape.scenarios)?;
         Ok(Settings {
             // In the open model the users are the pool that takes the tickets.
-            users: open.as_ref().map_or(self.users, |o| o.max_users),
+            users: match (&open, &shape.users_plan) {
+                (Some(open), _) => open.max_users,
+                (None, Some(plan)) => plan.max(),
+                (None, None) => self.users,
+            },
             hatch_rate: self.hatch_rate,
             host,
             run_time,
             traffic: self.traffic,
             wait,
-            mode: self.mode,
+            mode: shape.mode,
+            scenarios: shape.scenarios,
+            users_plan: shape.users_plan,
+            ledger_off,
             reports: self.reports,
             seed: self.seed,
             rules,
@@ -247,11 +270,16 @@ impl Cli {
 
     /// `--worker I/N`, refused when it would leave this worker no user: of `--users`, or in
     /// the open model of the pool (`--max-users`), whose users take the tickets.
-    fn worker(&self, open: Option<&OpenSettings>) -> Result<Option<Worker>, LoadgenError> {
+    fn worker(
+        &self,
+        open: Option<&OpenSettings>,
+        plan: Option<&UsersPlan>,
+    ) -> Result<Option<Worker>, LoadgenError> {
         let worker = self.worker.as_deref().map(parse_worker).transpose()?;
-        let (users, flag) = match open {
-            Some(open) => (open.max_users, "--max-users"),
-            None => (self.users, "--users"),
+        let (users, flag) = match (open, plan) {
+            (Some(open), _) => (open.max_users, "--max-users"),
+            (None, Some(plan)) => (plan.max(), "the most users of --users-plan,"),
+            (None, None) => (self.users, "--users"),
         };
         if let Some(w) = worker
             && w.share(users) == 0
@@ -364,16 +392,44 @@ fn millis(flag: &str, text: &str) -> Result<Duration, LoadgenError> {
     parse_span(text, BareUnit::Millis).map_err(|e| LoadgenError::Usage(format!("{flag}: {e}")))
 }
 
-/// A plan ends the run when it ends, unless --run-time cuts it shorter.
-fn with_plan(run_time: Option<Duration>, open: Option<&OpenSettings>) -> Option<Duration> {
+/// A plan (of arrivals or of users) ends the run when it ends, unless --run-time cuts it
+/// shorter.
+fn with_plan(
+    run_time: Option<Duration>,
+    open: Option<&OpenSettings>,
+    users: Option<&UsersPlan>,
+) -> Option<Duration> {
     let plan_length = open
         .map(|o| o.plan.duration())
         .filter(|d| d.is_finite())
-        .map(Duration::from_secs_f64);
+        .map(Duration::from_secs_f64)
+        .or(users.map(UsersPlan::duration));
     match (run_time, plan_length) {
         (Some(t), Some(p)) => Some(t.min(p)),
         (t, p) => t.or(p),
     }
+}
+
+/// A rule `for NAME` names a request of the scenario (or a route): a typo is refused
+/// before the run, not found missing after it.
+fn check_rule_targets(rules: &[SourcedRule], scenarios: &Scenarios) -> Result<(), LoadgenError> {
+    for sourced in rules {
+        let rule = &sourced.rule;
+        let Some(target) = rule.target.as_deref() else {
+            continue;
+        };
+        let known = rule.metric.is_per_route()
+            || scenarios.names().any(|name| name == target)
+            || contract::Route::from_name(target).is_some();
+        if !known {
+            return Err(LoadgenError::Usage(format!(
+                "rule '{}': no request of the scenario is named '{target}'; its requests are {}",
+                rule.text,
+                scenarios.names().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Rules with a limit such as `8x` need a calibration run to multiply.

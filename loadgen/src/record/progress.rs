@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::arrival::Schedule;
 pub use crate::model::TimelinePoint;
+use crate::users_plan::UsersPlan;
 
 /// Counters written by every user, read by one sampler; relaxed ordering is enough
 /// because each is a standalone tally, not a guard for other data.
@@ -114,13 +115,22 @@ fn point(second: u64, now: Totals, last: Totals, schedule: Option<&Schedule>) ->
     }
 }
 
+/// The users a progress line measures the running ones against.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A fixed number.
+    Users(usize),
+    /// What the users plan asks for at each moment.
+    Plan(UsersPlan),
+}
+
 impl Sampler {
     /// Samples `live` (and the open model's `schedule`) every second, and prints a
     /// progress line every `print_every` (on stderr, so stdout stays clean for the summary).
     pub fn start(
         live: Arc<Live>,
         schedule: Option<Arc<Schedule>>,
-        target_users: usize,
+        target_users: Target,
         print_every: Duration,
         threads: usize,
         max_connections: usize,
@@ -167,6 +177,12 @@ impl Sampler {
                     last_cpu = cpu;
                     let waited = waited_note(now.waited - last_print.1.waited, max_connections);
                     let no_answer = live.no_answer_note(now.no_answer - last_print.1.no_answer);
+                    let target_users = match &target_users {
+                        Target::Users(n) => n.to_string(),
+                        Target::Plan(plan) => {
+                            format!("{:.0} planned", plan.users_at(started.elapsed()))
+                        }
+                    };
                     eprintln!(
                         "[{:>5}s] users {}/{target_users} | requests {} ({} failed{no_answer}) | {rate:.1} req/s{open}{bound}{waited}",
                         started.elapsed().as_secs(),

@@ -6,8 +6,9 @@ use crate::model::{Arrivals, Delivery, LoadgenReport, OpenModel, ROUTES, Verdict
 
 /// Per-request counts and percentiles, as the run's closing summary.
 pub fn requests(report: &LoadgenReport) -> String {
+    let width = name_width(report);
     let mut out = format!(
-        "\n{:<16} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        "\n{:<width$} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
         "request", "count", "fails", "req/s", "p50", "p95", "p99", "max"
     );
     let rows = report
@@ -25,7 +26,7 @@ pub fn requests(report: &LoadgenReport) -> String {
         let l = &row.latency_ms;
         let ms = format_ms;
         out.push_str(&format!(
-            "{:<16} {:>9} {:>7} {:>9.1} {:>9} {:>9} {:>9} {:>9}\n",
+            "{:<width$} {:>9} {:>7} {:>9.1} {:>9} {:>9} {:>9} {:>9}\n",
             name,
             row.count,
             row.failures,
@@ -50,9 +51,17 @@ pub fn requests(report: &LoadgenReport) -> String {
     out
 }
 
-/// The failed requests that got no HTTP answer, by cause, most frequent first (Locust's
-/// failures table); empty when every request was answered.
+/// The first column's width: the longest request name a scenario gives, 16 at least.
+fn name_width(report: &LoadgenReport) -> usize {
+    let names = report.requests.iter().map(|r| r.name.chars().count());
+    let routes = report.routes.iter().map(|r| r.name.chars().count() + 6);
+    names.chain(routes).max().unwrap_or(0).max(16)
+}
+
+/// The failed requests that got no HTTP answer or failed their check, by request and
+/// cause, most frequent first (Locust's failures table); empty when there were none.
 fn no_answer(report: &LoadgenReport) -> String {
+    let width = name_width(report);
     let mut rows: Vec<(&str, &str, u64)> = report
         .requests
         .iter()
@@ -67,11 +76,11 @@ fn no_answer(report: &LoadgenReport) -> String {
     }
     rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.cmp(b)));
     let mut out = format!(
-        "\nNo HTTP answer\n{:<16} {:>9}  cause\n",
+        "\nNo HTTP answer, or a failed check\n{:<width$} {:>9}  cause\n",
         "request", "count"
     );
     for (name, cause, n) in rows {
-        out.push_str(&format!("{name:<16} {n:>9}  {cause}\n"));
+        out.push_str(&format!("{name:<width$} {n:>9}  {cause}\n"));
     }
     out
 }

@@ -13,7 +13,7 @@ use crate::error::LoadgenError;
 use crate::judge::live_gate;
 use crate::model::{EndedBy, TimelinePoint, Verdict};
 use crate::record::intervals::Recorded;
-use crate::record::progress::Sampler;
+use crate::record::progress::{Sampler, Target};
 
 use super::runtime_threads;
 use super::start::Started;
@@ -43,7 +43,9 @@ pub(super) async fn execute(
     let sampler = Sampler::start(
         Arc::clone(&started.live),
         started.schedule.clone(),
-        settings.users,
+        settings
+            .process_plan()
+            .map_or(Target::Users(settings.users), Target::Plan),
         settings.progress_every,
         runtime_threads(),
         settings.max_connections,

@@ -9,6 +9,7 @@ use crate::error::LoadgenError;
 use crate::model::{OpenModel, SettingsRecord, WorkerRecord};
 use crate::output::{self, Parts};
 use crate::record::summary::Measurements;
+use crate::users_plan::UsersPlan;
 
 use super::Outcome;
 use super::collect::Collected;
@@ -95,6 +96,13 @@ fn settings_record(prepared: &Prepared, start_skew_secs: f64) -> SettingsRecord 
             start_at: settings.start_at.map(|t| t.to_rfc3339()),
             start_skew_secs,
         }),
+        scenario: settings
+            .scenarios
+            .source
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        users_plan: settings.users_plan.as_ref().map(UsersPlan::text),
+        ledger_off: settings.ledger_off.clone(),
     }
 }
 

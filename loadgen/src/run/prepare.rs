@@ -29,7 +29,15 @@ pub(super) struct Prepared {
 /// Reads the traffic file, the baseline and the calibrations, checks the host answers,
 /// names the run and fits the connection cap to the open-files limit.
 pub(super) async fn prepare(mut settings: Settings) -> Result<Prepared, LoadgenError> {
-    let traffic = Traffic::load(&settings.traffic)?;
+    // A flow that sends no record needs no traffic file: it may test any API.
+    let traffic = if settings.scenarios.sends_records() {
+        Traffic::load(&settings.traffic)?
+    } else {
+        Traffic {
+            path: settings.traffic.clone(),
+            records: Vec::new(),
+        }
+    };
     let baseline = output::read_baseline(settings.baseline.as_deref(), settings.max_regression)?;
     let calibrations = read_calibrations(&settings)?;
     if settings.mode == Mode::Shared && settings.users > traffic.records.len() {
@@ -94,15 +102,33 @@ fn banner(settings: &Settings, traffic: &Traffic, run_id: &str) -> String {
             format!("{:?}", open.arrivals).to_lowercase(),
             settings.process_users()
         ),
-        None => format!("{} users at {}/s", settings.users, settings.hatch_rate),
+        None => match &settings.users_plan {
+            Some(plan) => format!("users over time {}", plan.text()),
+            None => format!("{} users at {}/s", settings.users, settings.hatch_rate),
+        },
+    };
+    let scenario = match &settings.scenarios.source {
+        Some(file) => format!(
+            ", {} (requests {})",
+            file.display(),
+            settings.scenarios.names().collect::<Vec<_>>().join(", ")
+        ),
+        None => String::new(),
+    };
+    let records = if settings.scenarios.sends_records() {
+        format!(
+            "replaying {} records from {} ({} mode)",
+            traffic.records.len(),
+            traffic.path.display(),
+            settings.mode.name()
+        )
+    } else {
+        "sending no records (no delivery ledger)".into()
     };
     let threads = runtime_threads();
     format!(
-        "loadgen: run {run_id}: {load} against {}, replaying {} records from {} ({} mode), on {threads} thread{}",
+        "loadgen: run {run_id}: {load} against {}{scenario}, {records}, on {threads} thread{}",
         settings.host,
-        traffic.records.len(),
-        traffic.path.display(),
-        settings.mode.name(),
         if threads == 1 { "" } else { "s" }
     )
 }

@@ -18,6 +18,7 @@ use crate::output;
 use crate::record::intervals::Recorder;
 use crate::record::progress::Live;
 use crate::replay::Replay;
+use crate::scenario;
 use crate::throttle::Throttle;
 
 use super::prepare::Prepared;
@@ -110,7 +111,30 @@ fn replay(
         connections: Connections::new(settings.max_connections, settings.request_timeout)
             .map_err(|e| LoadgenError::Goose(format!("cannot build the HTTP client: {e}")))?,
         interrupt: tokio_util::sync::CancellationToken::new(),
+        scenarios: settings.scenarios.clone(),
+        urls: urls(settings)?,
     })
+}
+
+/// Each request's URL, joined under `--host` once, before anything is sent.
+fn urls(settings: &Settings) -> Result<Vec<Vec<url::Url>>, LoadgenError> {
+    let flows = &settings.scenarios.flows;
+    flows
+        .iter()
+        .map(|flow| {
+            flow.steps
+                .iter()
+                .map(|step| {
+                    scenario::join_under(&settings.host, &step.path).map_err(|e| {
+                        LoadgenError::Usage(format!(
+                            "request {:?}: path {:?} does not join under --host {} ({e}); give a path such as records/1",
+                            step.name, step.path, settings.host
+                        ))
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Waits for `--start-at`; returns how late this process is against it, in seconds.

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part of this module
 
 pub mod receivers;
+pub mod recording;
 
 use std::collections::HashSet;
 use std::io::Read;

@@ -80,8 +80,12 @@ pub fn render(report: &LoadgenReport) -> String {
                 None => section #delivery {
                     h2 { "Delivery by route" }
                     p.muted {
-                        "No delivery ledger: this run did not reconcile with the receivers (the target did not serve "
-                        code { "/stats" } ", or " code { "--no-reconcile" } ")."
+                        @if let Some(why) = &report.settings.ledger_off {
+                            "No delivery ledger: " (why) "."
+                        } @else {
+                            "No delivery ledger: this run did not reconcile with the receivers (the target did not serve "
+                            code { "/stats" } ", or " code { "--no-reconcile" } ")."
+                        }
                     }
                 }
             }
@@ -96,7 +100,13 @@ fn settings(report: &LoadgenReport) -> Markup {
     let s = &report.settings;
     let rows = [
         ("host", s.host.clone()),
-        ("users", s.users.to_string()),
+        (
+            "users",
+            match &s.users_plan {
+                Some(plan) => format!("{} at most, over time {plan}", s.users),
+                None => s.users.to_string(),
+            },
+        ),
         ("hatch rate", format!("{}/s", s.hatch_rate)),
         (
             "run time",
@@ -106,6 +116,12 @@ fn settings(report: &LoadgenReport) -> Markup {
         (
             "wait",
             format!("{}..{}", format_ms(s.wait_min_ms), format_ms(s.wait_max_ms)),
+        ),
+        (
+            "scenario",
+            s.scenario
+                .clone()
+                .unwrap_or_else(|| "the default: POST / with a record, then GET /".into()),
         ),
         ("mode", s.mode.name().to_string()),
         (
@@ -236,7 +252,7 @@ fn requests(report: &LoadgenReport) -> Markup {
                 @for r in &report.routes { (row(format!("route {}", r.name), r)) }
             }
             @if report.requests.iter().any(|r| !r.errors.is_empty()) {
-                h3 { "No HTTP answer" }
+                h3 { "No HTTP answer, or a failed check" }
                 table {
                     tr { th { "request" } th { "count" } th { "cause" } }
                     @for r in &report.requests {
