@@ -236,3 +236,52 @@ fn abort_on_fail_stops_a_run_when_a_delivery_rule_fails_live() {
     assert_eq!(live["passed"], false);
     assert!(live["observed"].as_f64().unwrap() > 5.0);
 }
+
+/// `examples/scenarios/rest-api.toml` against the receivers, as the README runs it: every
+/// check passes, each request name has its row, and the records its create request sent
+/// are reconciled: all on the gRPC path, none lost.
+#[test]
+fn the_rest_api_example_runs_against_the_receivers_with_its_checks_passing() {
+    let receivers = Receivers::start(|_| {});
+    let reports = tempfile::tempdir().unwrap();
+    let run = Args::against(&receivers.url())
+        .users(8)
+        .hatch(100)
+        .with(&["--scenario", "examples/scenarios/rest-api.toml", "-t", "3s"])
+        .rules(&[
+            "error-rate==0%",
+            "lost==0",
+            "duplicates==0",
+            "p99<5s for create",
+        ])
+        .run(reports.path(), Duration::from_secs(120));
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+
+    let report = read_json(&run_dir(reports.path()).join("loadgen.json"));
+    assert_eq!(schema_errors(&report), Vec::<String>::new());
+    let count = |name: &str| {
+        let row = report["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no row {name}"));
+        assert_eq!(row["failures"], 0, "{name}: {row}");
+        row["count"].as_u64().unwrap()
+    };
+    let created = count("create");
+    assert!(created > 0 && count("read") > 0 && count("list") > 0 && count("health") > 0);
+    let grpc = &report["delivery"]["routes"]["grpc"];
+    assert_eq!(grpc["accepted"].as_u64(), Some(created), "{grpc}");
+    assert_eq!(grpc["stored"].as_u64(), Some(created), "{grpc}");
+    for route in ["rabbitmq", "nats"] {
+        assert_eq!(
+            report["delivery"]["routes"][route]["accepted"], 0,
+            "{route}"
+        );
+    }
+}
