@@ -299,6 +299,34 @@ impl Replay {
         })
     }
 
+    /// What the user sends now: `None` once its records are spent, when it idles out the
+    /// rest of its passes; otherwise the record (its index and the user's send number)
+    /// when the request sends one.
+    fn turn(&self, step: &Step, user: &mut GooseUser) -> Option<Option<(u32, u64)>> {
+        let plan = self.plan(user);
+        if plan.spent {
+            return None;
+        }
+        if !matches!(step.body, Body::Record) {
+            return Some(None);
+        }
+        let Some(index) = self.next_record(plan) else {
+            plan.spent = true;
+            return None;
+        };
+        plan.sent += 1;
+        Some(Some((index, plan.sent - 1)))
+    }
+
+    /// A request's own think time, from the user's seeded generator; the run's end cuts it.
+    async fn think(&self, user: &mut GooseUser, (min, max): (Duration, Duration)) {
+        let pause = self.plan(user).rng.random_range(min..=max);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = self.interrupt.cancelled() => {}
+        }
+    }
+
     /// The request `step` makes, on the user's client (the capped pool), with its URL
     /// joined once; a record request carries the record and its key.
     fn request(
@@ -329,21 +357,8 @@ impl Replay {
 async fn send(replay: Arc<Replay>, at: (usize, usize), user: &mut GooseUser) -> TransactionResult {
     let step = &replay.scenarios.flows[at.0].steps[at.1];
     let user_index = replay.global_user(user.weighted_users_index);
-    let plan = replay.plan(user);
-    // A user whose records are spent idles out the rest of its passes.
-    if plan.spent {
+    let Some(record) = replay.turn(step, user) else {
         return Ok(());
-    }
-    let record = match step.body {
-        Body::Record => {
-            let Some(index) = replay.next_record(plan) else {
-                plan.spent = true;
-                return Ok(());
-            };
-            plan.sent += 1;
-            Some((index, plan.sent - 1))
-        }
-        _ => None,
     };
     let key = record.map(|(_, n)| replay.idempotency_key(user_index, n));
     let builder = replay.request(
@@ -384,12 +399,7 @@ async fn send(replay: Arc<Replay>, at: (usize, usize), user: &mut GooseUser) -> 
             .record(user_index, n, answer.route, (200..300).contains(&status));
     }
     if let Some(think) = step.think {
-        let plan = replay.plan(user);
-        let pause = plan.rng.random_range(think.0..=think.1);
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = replay.interrupt.cancelled() => {}
-        }
+        replay.think(user, think).await;
     }
     Ok(())
 }

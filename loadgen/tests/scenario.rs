@@ -455,7 +455,10 @@ fn a_users_plan_is_followed_at_the_target() {
         );
     }
 
-    let report = read_json(&run_dir(&dir.path().join("reports")).join("loadgen.json"));
+    let folder = run_dir(&dir.path().join("reports"));
+    let page = std::fs::read_to_string(folder.join("index.html")).unwrap();
+    assert!(page.contains("planned") && page.contains("over time 20@10s,20@10s,5@5s"));
+    let report = read_json(&folder.join("loadgen.json"));
     assert_eq!(report["settings"]["users_plan"], plan);
     assert_eq!(report["settings"]["users"], 20);
     assert_eq!(report["aggregate"]["failures"], 0, "leaving is not failing");
@@ -472,4 +475,49 @@ fn a_users_plan_is_followed_at_the_target() {
         held_last.iter().all(|u| (4..=8).contains(u)),
         "the last seconds hold about 5: {users:?}"
     );
+}
+
+/// Workers split a users plan as they split `--users`: of 6 users, worker 0 runs users 0,
+/// 2 and 4 and worker 1 users 1, 3 and 5, each its share of every step.
+#[test]
+fn workers_split_a_users_plan() {
+    let target = RecordingTarget::start();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = "6@1s,6@2s";
+    std::thread::scope(|scope| {
+        for worker in ["0/2", "1/2"] {
+            let (url, reports) = (target.url(), dir.path().to_path_buf());
+            scope.spawn(move || {
+                let run = Args::against(&url)
+                    .wait("50ms..50ms")
+                    .with(&["--users-plan", plan, "--no-reconcile"])
+                    .with(&["--worker", worker, "--run-id", "plan-split-1"])
+                    .run(&reports, DEADLINE);
+                assert_ran(&run);
+            });
+        }
+    });
+    let mut users: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    for seen in target.seen().iter().filter(|s| s.method == "POST") {
+        let key = seen.header("idempotency-key").unwrap();
+        let worker = key
+            .split('-')
+            .find(|p| p.starts_with('w'))
+            .unwrap()
+            .to_string();
+        users
+            .entry(worker)
+            .or_default()
+            .insert(seen.user_and_send().unwrap().0);
+    }
+    assert_eq!(users["w0"], BTreeSet::from([0, 2, 4]), "{users:?}");
+    assert_eq!(users["w1"], BTreeSet::from([1, 3, 5]), "{users:?}");
+    for worker in 0..2 {
+        let report = read_json(
+            &dir.path()
+                .join(format!("plan-split-1-w{worker}/loadgen.json")),
+        );
+        assert_eq!(report["settings"]["users_plan"], plan);
+        assert_eq!(report["settings"]["worker"]["users"], 3);
+    }
 }

@@ -173,13 +173,8 @@ impl Cli {
         let run_time = with_plan(run_time, open.as_ref(), shape.users_plan.as_ref());
         let wait = parse_wait(self.wait.as_deref().unwrap_or("100ms..900ms"))
             .map_err(|e| LoadgenError::Usage(format!("--wait: {e}")))?;
-        let (mut receivers, drain_timeout) = self.reconcile.parse(Some(&host))?;
-        // Only record requests carry keys into the ledger; with none there is nothing to
-        // reconcile, which is a fact of the flow, not an error.
-        let ledger_off = (!shape.scenarios.sends_records()).then(|| {
-            receivers.clear();
-            "no request of the scenario sends a record (record = true), so there is no delivery ledger to reconcile".to_string()
-        });
+        let (receivers, drain_timeout) = self.reconcile.parse(Some(&host))?;
+        let (receivers, ledger_off) = ledger(receivers, &shape.scenarios);
         let (rules, max_regression) = parse_rules(
             &self.gate.thresholds,
             self.gate.gate.as_deref(),
@@ -408,6 +403,17 @@ fn with_plan(
         (Some(t), Some(p)) => Some(t.min(p)),
         (t, p) => t.or(p),
     }
+}
+
+/// The receivers to reconcile with, and why there are none when the flows send no record:
+/// only record requests carry keys into the ledger, so there is nothing to reconcile, which
+/// is a fact of the flow, not an error.
+fn ledger(receivers: Vec<url::Url>, scenarios: &Scenarios) -> (Vec<url::Url>, Option<String>) {
+    if scenarios.sends_records() {
+        return (receivers, None);
+    }
+    let why = "no request of the scenario sends a record (record = true), so there is no delivery ledger to reconcile";
+    (Vec::new(), Some(why.to_string()))
 }
 
 /// A rule `for NAME` names a request of the scenario (or a route): a typo is refused

@@ -4,7 +4,10 @@
 use maud::{Markup, html};
 
 use crate::model::{IntervalLatency, LoadgenReport, SeriesKind, TimelinePoint};
+use std::time::Duration;
+
 use crate::render::svg::{Axis, PALETTE, Series, line_chart, nice_ticks};
+use crate::users_plan::UsersPlan;
 
 pub(super) fn seconds_axis(seconds: f64) -> Axis {
     Axis {
@@ -46,10 +49,27 @@ pub(super) fn timeline(report: &LoadgenReport) -> Markup {
                     &x,
                     &per_second,
                 ))
-                (line_chart("Users running", &[series("users", PALETTE[2], |p| p.users)], &x, &users))
+                (line_chart("Users running", &users_series(report, series("users", PALETTE[2], |p| p.users)), &x, &users))
             }
         }
     }
+}
+
+/// The users running, and beside them what the users plan asked for, when there was one.
+fn users_series(report: &LoadgenReport, running: Series) -> Vec<Series> {
+    let planned = report
+        .settings
+        .users_plan
+        .as_deref()
+        .and_then(|text| UsersPlan::parse(text).ok())
+        .map(|plan| Series {
+            name: "planned".into(),
+            color: PALETTE[3],
+            points: (0..=report.timeline.len())
+                .map(|s| (s as f64, plan.users_at(Duration::from_secs(s as u64))))
+                .collect(),
+        });
+    std::iter::once(running).chain(planned).collect()
 }
 
 /// p50, p95 and p99 per interval: one chart per request name and one per route.
