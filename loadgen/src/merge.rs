@@ -28,6 +28,7 @@ use crate::record::hlog::{self, Log};
 use crate::record::intervals::{
     EncodedInterval, Recorded, SeriesKey, SeriesTotal, count_error, interval_latency, new_histogram,
 };
+use crate::record::progress;
 use crate::record::summary::Measurements;
 use crate::run::Outcome;
 
@@ -285,6 +286,13 @@ fn merge_timelines(runs: &[WorkerRun], t0: f64) -> Vec<TimelinePoint> {
                 .requested
                 .map(|r| point.requested.unwrap_or(0.0) + r)
                 .or(point.requested);
+            // Each worker has its own CPU: the merged second shows the busiest, and is
+            // saturated when any worker was.
+            point.cpu_share = p
+                .cpu_share
+                .map(|c| point.cpu_share.unwrap_or(0.0).max(c))
+                .or(point.cpu_share);
+            point.saturated |= p.saturated;
         }
     }
     seconds.into_values().collect()
@@ -308,6 +316,8 @@ pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
     let opens: Vec<&OpenModel> = runs.iter().filter_map(|r| r.report.open.as_ref()).collect();
     measured.late = opens.iter().map(|o| o.late).sum();
     measured.dropped = opens.iter().map(|o| o.dropped).sum();
+    let timeline = merge_timelines(&runs, span.t0);
+    measured.saturated_secs = progress::saturated_secs(&timeline);
     let started_wall = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(span.t0);
     let latency_log = hlog::render(started_wall, &recorded.intervals).map_err(|why| {
         LoadgenError::Usage(format!("merge: cannot encode the merged log: {why}"))
@@ -332,7 +342,7 @@ pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
             worker: None,
             ..first.report.settings.clone()
         },
-        timeline: merge_timelines(&runs, span.t0),
+        timeline,
         latency_timeline: recorded.latency_timeline.clone(),
         delivery,
         workers: worker_shares(&runs, span.t0),
@@ -560,6 +570,45 @@ mod tests {
             "the merged count is the sum of the workers'"
         );
         assert_eq!(total.max(), 700);
+    }
+
+    /// A merged second is saturated when any worker was, and shows the busiest worker's CPU.
+    #[test]
+    fn a_second_is_saturated_when_any_worker_was() {
+        let report: LoadgenReport =
+            serde_json::from_str(include_str!("../tests/data/loadgen-recorded.json")).unwrap();
+        let worker = |shares: [f64; 2]| WorkerRun {
+            dir: PathBuf::from("w"),
+            report: LoadgenReport {
+                timeline: shares
+                    .iter()
+                    .enumerate()
+                    .map(|(i, share)| TimelinePoint {
+                        second: i as u64 + 1,
+                        cpu_share: Some(*share),
+                        saturated: *share >= 0.9,
+                        ..TimelinePoint::default()
+                    })
+                    .collect(),
+                ..report.clone()
+            },
+            worker: WorkerRecord {
+                index: 0,
+                count: 2,
+                users: 1,
+                start_at: None,
+                start_skew_secs: 0.0,
+            },
+            log: Log::default(),
+            sends: SentSnapshot::default(),
+            receivers_start: None,
+            started: 100.0,
+        };
+        let merged = merge_timelines(&[worker([0.2, 0.95]), worker([0.5, 0.3])], 100.0);
+        let seen: Vec<(Option<f64>, bool)> =
+            merged.iter().map(|p| (p.cpu_share, p.saturated)).collect();
+        assert_eq!(seen, vec![(Some(0.5), false), (Some(0.95), true)]);
+        assert_eq!(progress::saturated_secs(&merged), 1);
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct LoadgenReport {
     #[serde(default)]
     pub interrupted: u64,
     pub timeline: Vec<TimelinePoint>,
+    /// Seconds of the timeline in which loadgen was CPU-bound (`saturated`), the gate's
+    /// `saturated` metric.
+    #[serde(default)]
+    pub saturated_secs: u64,
     /// Latency per interval, per request and per route, from loadgen's own histograms.
     #[serde(default)]
     pub latency_timeline: Vec<IntervalLatency>,
@@ -256,6 +260,14 @@ pub struct TimelinePoint {
     /// Open model only: requests dropped (`--drop-late`) during this second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<u64>,
+    /// loadgen's CPU during this second as a share of its threads (1 = all of them busy);
+    /// absent where /proc cannot say, and in reports older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_share: Option<f64>,
+    /// loadgen used 90% or more of its threads this second: it was CPU-bound, and the
+    /// latencies of this second include its own queueing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub saturated: bool,
 }
 
 /// How arrivals are spaced in the open model.

@@ -64,6 +64,7 @@ pub fn build(
         aggregate: measured.aggregate.stats.clone(),
         interrupted: parts.interrupted,
         timeline: parts.timeline,
+        saturated_secs: measured.saturated_secs,
         latency_timeline: parts.latency_timeline,
         delivery: parts.delivery,
         gate: GateRecord {

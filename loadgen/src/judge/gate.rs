@@ -141,6 +141,7 @@ fn judge_one(
 ) -> Verdict {
     match sourced.rule.metric {
         Metric::Late | Metric::Dropped => judge_schedule(sourced, measured),
+        Metric::Saturated => judge_saturated(sourced, measured),
         _ if sourced.rule.relative => judge_calibrated(sourced, measured, calibrations),
         _ => judge_request(sourced, measured),
     }
@@ -181,6 +182,20 @@ fn judge_schedule(sourced: &SourcedRule, measured: &Measurements) -> Verdict {
     };
     let passed = rule.op.holds(count, rule.limit);
     verdict(sourced, Some(count), rule.limit, passed, detail)
+}
+
+/// `saturated`: the seconds in which loadgen itself was CPU-bound.
+fn judge_saturated(sourced: &SourcedRule, measured: &Measurements) -> Verdict {
+    let rule = &sourced.rule;
+    let seconds = measured.saturated_secs as f64;
+    let detail = match measured.saturated_secs {
+        0 => "loadgen had CPU to spare in every second".to_string(),
+        n => format!(
+            "loadgen was CPU-bound for {n} s of the run: its latencies then include its own queueing; pass --threads or add workers"
+        ),
+    };
+    let passed = rule.op.holds(seconds, rule.limit);
+    verdict(sourced, Some(seconds), rule.limit, passed, detail)
 }
 
 /// The row a request rule reads: its request name or route (or all), service time for
@@ -319,7 +334,7 @@ fn request_metric(metric: Metric, row: &Measured) -> Option<f64> {
         Metric::ErrorRate => (stats.count > 0).then_some(stats.error_rate),
         Metric::Rps => Some(stats.rps),
         Metric::Service(p) => row.percentile_ms(p),
-        Metric::Late | Metric::Dropped => unreachable!("judged as counts"),
+        Metric::Late | Metric::Dropped | Metric::Saturated => unreachable!("judged as counts"),
         Metric::Ledger(_) | Metric::Stage(..) => unreachable!("judged by judge_delivery"),
     }
 }

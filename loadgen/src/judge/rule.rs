@@ -45,6 +45,9 @@ pub enum Metric {
     Late,
     /// Open model: requests not sent, too far behind (`--drop-late`).
     Dropped,
+    /// Seconds in which loadgen itself was CPU-bound, so its latencies include its own
+    /// queueing: `saturated==0` refuses a run whose generator was the bottleneck.
+    Saturated,
 }
 
 /// The delivery ledger's columns.
@@ -90,7 +93,7 @@ impl Metric {
             | Metric::Max
             | Metric::Stage(..)
             | Metric::Service(_) => Unit::Ms,
-            Metric::Late | Metric::Dropped => Unit::Count,
+            Metric::Late | Metric::Dropped | Metric::Saturated => Unit::Count,
             Metric::ErrorRate => Unit::Percent,
             Metric::Rps => Unit::PerSecond,
             Metric::Ledger(_) => Unit::Count,
@@ -121,6 +124,7 @@ impl Metric {
             "rejected" => Some(Metric::Ledger(LedgerField::Rejected)),
             "late" => Some(Metric::Late),
             "dropped" => Some(Metric::Dropped),
+            "saturated" => Some(Metric::Saturated),
             _ if text.starts_with("service-") => {
                 percentile(text.trim_start_matches("service-")).map(Metric::Service)
             }
@@ -274,8 +278,11 @@ fn parse_rule_limit(metric: Metric, value: &str) -> Result<(f64, bool), String> 
 
 /// `for …` fits the metric: none for the run's counts, a route for per-route metrics.
 fn check_target(metric: Metric, target: Option<&str>) -> Result<(), String> {
-    if matches!(metric, Metric::Late | Metric::Dropped) && target.is_some() {
-        return Err("late and dropped count every request of the run; leave out 'for …'".into());
+    if matches!(metric, Metric::Late | Metric::Dropped | Metric::Saturated) && target.is_some() {
+        return Err(
+            "late, dropped and saturated count the whole run, not a request; leave out 'for …'"
+                .into(),
+        );
     }
     if let (true, Some(route)) = (metric.is_per_route(), target)
         && contract::Route::from_name(route).is_none()
@@ -361,6 +368,12 @@ mod tests {
         assert_eq!(rule("service-p99<100ms").metric, Metric::Service(99.0));
         assert_eq!(rule("service-p99.9<1s for POST /").limit, 1000.0);
         assert_eq!(rule("late==0").metric, Metric::Late);
+        let saturated = rule("saturated<=2");
+        assert_eq!(
+            (saturated.metric, saturated.limit),
+            (Metric::Saturated, 2.0)
+        );
+        assert!("saturated==0 for POST /".parse::<Rule>().is_err());
         assert_eq!(rule("dropped<10").metric.unit(), Unit::Count);
         assert!("late==0 for POST /".parse::<Rule>().is_err());
         assert!("service-pX<1s".parse::<Rule>().is_err());

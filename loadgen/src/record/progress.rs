@@ -92,8 +92,14 @@ pub struct Sampler {
     task: tokio::task::JoinHandle<Vec<TimelinePoint>>,
 }
 
-/// One second's point: the difference of two totals.
-fn point(second: u64, now: Totals, last: Totals, schedule: Option<&Schedule>) -> TimelinePoint {
+/// One second's point: the difference of two totals, and loadgen's CPU share over it.
+fn point(
+    second: u64,
+    now: Totals,
+    last: Totals,
+    schedule: Option<&Schedule>,
+    cpu_share: Option<f64>,
+) -> TimelinePoint {
     let open = schedule.map(|s| {
         let plan = s.plan();
         (
@@ -112,7 +118,27 @@ fn point(second: u64, now: Totals, last: Totals, schedule: Option<&Schedule>) ->
         sent: open.map(|o| o.1),
         late: open.map(|o| o.2),
         dropped: open.map(|o| o.3),
+        cpu_share,
+        saturated: cpu_share.is_some_and(|share| share >= CPU_BOUND),
     }
+}
+
+/// The seconds of `timeline` in which loadgen was CPU-bound.
+pub fn saturated_secs(timeline: &[TimelinePoint]) -> u64 {
+    timeline.iter().filter(|p| p.saturated).count() as u64
+}
+
+/// loadgen's CPU over a span, as a share of its threads: `cpu` used in `wall` on `threads`.
+fn cpu_share(cpu: Duration, wall: Duration, threads: usize) -> f64 {
+    cpu.as_secs_f64() / (wall.as_secs_f64() * threads as f64).max(f64::EPSILON)
+}
+
+/// This second's CPU share, from the CPU time at the last sample; updates it.
+fn sample_cpu(last: &mut Option<(Instant, Duration)>, threads: usize) -> Option<f64> {
+    let now = (Instant::now(), process_cpu()?);
+    let share = last.map(|(at, cpu)| cpu_share(now.1.saturating_sub(cpu), now.0 - at, threads));
+    *last = Some(now);
+    share
 }
 
 /// The users a progress line measures the running ones against.
@@ -145,13 +171,15 @@ impl Sampler {
             let mut last = Totals::default();
             let mut last_print = (Instant::now(), Totals::default());
             let mut last_cpu = process_cpu();
+            let mut second_cpu = last_cpu.map(|cpu| (Instant::now(), cpu));
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = &mut stopped => break,
                 }
                 let now = live.totals(schedule);
-                timeline.push(point(timeline.len() as u64 + 1, now, last, schedule));
+                let share = sample_cpu(&mut second_cpu, threads);
+                timeline.push(point(timeline.len() as u64 + 1, now, last, schedule, share));
                 last = now;
                 if last_print.0.elapsed() >= print_every {
                     let rate = (now.requests - last_print.1.requests) as f64
@@ -196,7 +224,8 @@ impl Sampler {
             // The last partial second is kept: a short run would otherwise show nothing.
             let now = live.totals(schedule);
             if now.requests > last.requests || timeline.is_empty() {
-                timeline.push(point(timeline.len() as u64 + 1, now, last, schedule));
+                let share = sample_cpu(&mut second_cpu, threads);
+                timeline.push(point(timeline.len() as u64 + 1, now, last, schedule, share));
             }
             timeline
         });
@@ -215,7 +244,7 @@ const CPU_BOUND: f64 = 0.9;
 /// The progress line's warning when loadgen used `cpu` of `threads` threads over `wall`:
 /// its latencies then include its own queueing, as Locust warns above 90% CPU.
 fn cpu_bound_note(cpu: Duration, wall: Duration, threads: usize) -> String {
-    let share = cpu.as_secs_f64() / (wall.as_secs_f64() * threads as f64).max(f64::EPSILON);
+    let share = cpu_share(cpu, wall, threads);
     if share < CPU_BOUND {
         return String::new();
     }
@@ -267,6 +296,19 @@ mod tests {
         assert!(bound.contains("CPU-bound (95% of its 1 thread)"), "{bound}");
         assert!(bound.contains("--threads 2"), "{bound}");
         assert!(cpu_bound_note(Duration::from_millis(1900), second, 2).contains("--threads 4"));
+    }
+
+    #[test]
+    fn a_second_is_saturated_when_loadgen_used_most_of_its_threads() {
+        let at = |share| point(1, Totals::default(), Totals::default(), None, share);
+        assert!(at(Some(0.95)).saturated && at(Some(0.9)).saturated);
+        assert!(!at(Some(0.89)).saturated && !at(None).saturated);
+        assert_eq!(at(Some(0.5)).cpu_share, Some(0.5));
+        let second = Duration::from_secs(1);
+        assert_eq!(cpu_share(Duration::from_millis(1800), second, 2), 0.9);
+        let mut last = Some((Instant::now() - second, Duration::ZERO));
+        let share = sample_cpu(&mut last, 1).expect("Linux has /proc/self/stat");
+        assert!(share > 0.0, "this test process has used some CPU: {share}");
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct Measurements {
     /// Open model: requests sent late and requests dropped.
     pub late: u64,
     pub dropped: u64,
+    /// Seconds in which loadgen was CPU-bound.
+    pub saturated_secs: u64,
 }
 
 impl Measurements {

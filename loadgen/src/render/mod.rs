@@ -6,3 +6,17 @@ pub mod html;
 pub mod junit;
 pub mod svg;
 pub mod terminal;
+
+use crate::model::LoadgenReport;
+
+/// The report's warning when loadgen itself was the bottleneck for part of the run: "12 of
+/// 60 s: loadgen was CPU-bound; latencies there include its own queueing".
+pub fn saturated_note(report: &LoadgenReport) -> Option<String> {
+    (report.saturated_secs > 0).then(|| {
+        format!(
+            "{} of {} s: loadgen was CPU-bound; latencies there include its own queueing (pass --threads, or add workers)",
+            report.saturated_secs,
+            report.timeline.len()
+        )
+    })
+}

@@ -32,6 +32,20 @@ const BOTTOM: f64 = 44.0;
 /// A chart of `series` over `x` (ticks required; their extent sets the x range) and `y`
 /// (ticks optional: from 0 to a rounded maximum when empty). maud escapes every text.
 pub fn line_chart(title: &str, series: &[Series], x: &Axis, y: &Axis) -> Markup {
+    marked_chart(title, series, x, y, &Marks::default())
+}
+
+/// Spans of x to shade behind a chart's lines, each with what it means.
+#[derive(Debug, Clone, Default)]
+pub struct Marks {
+    /// (from, to) in x's units.
+    pub spans: Vec<(f64, f64)>,
+    /// The shading's tooltip and legend entry.
+    pub label: String,
+}
+
+/// `line_chart` with `marks` shaded behind the lines, in the class `saturated`.
+pub fn marked_chart(title: &str, series: &[Series], x: &Axis, y: &Axis, marks: &Marks) -> Markup {
     let (x_min, x_max) = extent(x.ticks.iter().map(|t| t.0)).unwrap_or((0.0, 1.0));
     let y_ticks = if y.ticks.is_empty() {
         nice_ticks(
@@ -62,6 +76,15 @@ pub fn line_chart(title: &str, series: &[Series], x: &Axis, y: &Axis) -> Markup 
             @for (value, text) in &x.ticks {
                 line x1=(px(sx(*value))) x2=(px(sx(*value))) y1=(TOP) y2=(TOP + plot_h) class="grid" {}
                 text x=(px(sx(*value))) y=(TOP + plot_h + 14.0) class="tick" text-anchor="middle" { (text) }
+            }
+            @for (from, to) in marks.spans.iter().filter(|(from, to)| *to > x_min && *from < x_max) {
+                @let (from, to) = (sx(from.max(x_min)), sx(to.min(x_max)));
+                rect x=(px(from)) y=(TOP) width=(px((to - from).max(1.0))) height=(px(plot_h)) class="saturated" {
+                    title { (marks.label) }
+                }
+            }
+            @if !marks.spans.is_empty() {
+                text x=(WIDTH - RIGHT) y="16" class="legend" text-anchor="end" { "shaded: " (marks.label) }
             }
             text x=(LEFT + plot_w / 2.0) y=(HEIGHT - 6.0) class="axis" text-anchor="middle" { (x.label) }
             text x="12" y=(mid_y) class="axis" transform=(format!("rotate(-90 12 {mid_y})")) text-anchor="middle" { (y.label) }

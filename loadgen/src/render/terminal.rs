@@ -44,6 +44,9 @@ pub fn requests(report: &LoadgenReport) -> String {
             report.interrupted
         ));
     }
+    if let Some(note) = super::saturated_note(report) {
+        out.push_str(&format!("\n{note}\n"));
+    }
     if let Some(open) = &report.open {
         out.push_str(&open_model(open));
     }

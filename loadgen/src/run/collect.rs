@@ -10,7 +10,7 @@ use crate::ledger::sent::SentSnapshot;
 use crate::model::{Delivery, Verdict};
 use crate::output::{self, RECEIVERS_START, SENDS};
 use crate::record::hlog;
-use crate::record::progress::Live;
+use crate::record::progress::{self, Live};
 use crate::record::summary::Measurements;
 
 use super::execute::Executed;
@@ -36,6 +36,7 @@ pub(super) async fn collect(
     let sent = started.replay.sent.snapshot();
     let (delivery, mut files) = deliver(started, &sent, executed.duration).await;
     let mut measured = Measurements::from_recorded(&executed.recorded, executed.duration);
+    measured.saturated_secs = progress::saturated_secs(&executed.timeline);
     if let Some(schedule) = &started.schedule {
         measured.late = schedule.late.load(Ordering::Relaxed);
         measured.dropped = schedule.dropped.load(Ordering::Relaxed);

@@ -6,7 +6,7 @@ use maud::{Markup, html};
 use crate::model::{IntervalLatency, LoadgenReport, SeriesKind, TimelinePoint};
 use std::time::Duration;
 
-use crate::render::svg::{Axis, PALETTE, Series, line_chart, nice_ticks};
+use crate::render::svg::{Axis, Marks, PALETTE, Series, marked_chart, nice_ticks};
 use crate::users_plan::UsersPlan;
 
 pub(super) fn seconds_axis(seconds: f64) -> Axis {
@@ -16,8 +16,22 @@ pub(super) fn seconds_axis(seconds: f64) -> Axis {
     }
 }
 
+/// The seconds in which loadgen was CPU-bound, to shade on every chart over time.
+fn saturated(report: &LoadgenReport) -> Marks {
+    Marks {
+        spans: report
+            .timeline
+            .iter()
+            .filter(|p| p.saturated)
+            .map(|p| (p.second as f64 - 1.0, p.second as f64))
+            .collect(),
+        label: "loadgen CPU-bound".into(),
+    }
+}
+
 /// Requests, errors and users per second.
 pub(super) fn timeline(report: &LoadgenReport) -> Markup {
+    let marks = saturated(report);
     let x = seconds_axis(report.timeline.len() as f64);
     let series = |name: &str, color, value: fn(&TimelinePoint) -> u64| Series {
         name: name.into(),
@@ -40,7 +54,7 @@ pub(super) fn timeline(report: &LoadgenReport) -> Markup {
         section #timeline {
             h2 { "Requests, errors and users over time" }
             div.charts {
-                (line_chart(
+                (marked_chart(
                     "Requests and errors per second",
                     &[
                         series("requests/s", PALETTE[0], |p| p.requests),
@@ -48,8 +62,9 @@ pub(super) fn timeline(report: &LoadgenReport) -> Markup {
                     ],
                     &x,
                     &per_second,
+                    &marks,
                 ))
-                (line_chart("Users running", &users_series(report, series("users", PALETTE[2], |p| p.users)), &x, &users))
+                (marked_chart("Users running", &users_series(report, series("users", PALETTE[2], |p| p.users)), &x, &users, &marks))
             }
         }
     }
@@ -80,6 +95,7 @@ pub(super) fn latency_over_time(report: &LoadgenReport) -> Markup {
         .map(|p| p.end_secs)
         .fold(report.timeline.len() as f64, f64::max);
     let x = seconds_axis(end);
+    let marks = saturated(report);
     let mut charts: Vec<(SeriesKind, &str)> =
         points.iter().map(|p| (p.kind, p.name.as_str())).collect();
     charts.sort();
@@ -112,7 +128,7 @@ pub(super) fn latency_over_time(report: &LoadgenReport) -> Markup {
             }
             div.charts {
                 @for (kind, name) in &charts {
-                    (line_chart(
+                    (marked_chart(
                         &format!("{} {name}: latency per interval", kind.name()),
                         &[
                             line(*kind, name, "p50", PALETTE[2], |p| p.p50),
@@ -121,6 +137,7 @@ pub(super) fn latency_over_time(report: &LoadgenReport) -> Markup {
                         ],
                         &x,
                         &ms,
+                        &marks,
                     ))
                 }
             }

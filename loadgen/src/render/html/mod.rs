@@ -29,6 +29,8 @@ th:first-child, td:first-child { text-align: left; } th { background: #f6f6f6; }
 .chart .grid { stroke: #eee; } .chart .tick, .chart .legend { font-size: 10px; fill: #555; }
 .chart .axis { font-size: 11px; fill: #333; } .chart .title { font-size: 13px; font-weight: 600; fill: #222; }
 .muted { color: #777; } code { background: #f4f4f4; padding: 0 3px; } td.why { text-align: left; }
+.warning { background: #fff4e5; border-left: 4px solid #ff7f0e; padding: 4px 10px; }
+.chart .saturated { fill: #ff7f0e; fill-opacity: 0.15; }
 "#;
 
 fn head(title: &str) -> Markup {
@@ -67,6 +69,9 @@ pub fn render(report: &LoadgenReport) -> String {
                 p.muted {
                     (report.interrupted) " requests were still in flight when --graceful-stop ran out, and were interrupted: the run's end, not failures of the target."
                 }
+            }
+            @if let Some(note) = crate::render::saturated_note(report) {
+                p.warning { (note) }
             }
             (settings(report))
             (workers(&report.workers))
