@@ -522,17 +522,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn intervals_add_exactly_on_wall_clock_time() {
+    /// Worker 0 of 2, started at `started`, whose report is the recorded one as `adjust`
+    /// leaves it, with no log, sends or receivers' counters.
+    fn worker_run(started: f64, adjust: impl Fn(LoadgenReport) -> LoadgenReport) -> WorkerRun {
         let report: LoadgenReport =
             serde_json::from_str(include_str!("../tests/data/loadgen-recorded.json")).unwrap();
-        let worker = |started: f64, intervals: Vec<LoggedInterval>| WorkerRun {
+        WorkerRun {
             dir: PathBuf::from("w"),
-            report: LoadgenReport {
-                requests: vec![],
-                routes: vec![],
-                ..report.clone()
-            },
+            report: adjust(report),
             worker: WorkerRecord {
                 index: 0,
                 count: 2,
@@ -540,13 +537,26 @@ mod tests {
                 start_at: None,
                 start_skew_secs: 0.0,
             },
-            log: Log {
-                start_time: Some(started),
-                intervals,
-            },
+            log: Log::default(),
             sends: SentSnapshot::default(),
             receivers_start: None,
             started,
+        }
+    }
+
+    #[test]
+    fn intervals_add_exactly_on_wall_clock_time() {
+        let worker = |started: f64, intervals: Vec<LoggedInterval>| {
+            let mut run = worker_run(started, |report| LoadgenReport {
+                requests: vec![],
+                routes: vec![],
+                ..report
+            });
+            run.log = Log {
+                start_time: Some(started),
+                intervals,
+            };
+            run
         };
         // The second worker started 20 ms later: its intervals still line up.
         let runs = [
@@ -575,11 +585,8 @@ mod tests {
     /// A merged second is saturated when any worker was, and shows the busiest worker's CPU.
     #[test]
     fn a_second_is_saturated_when_any_worker_was() {
-        let report: LoadgenReport =
-            serde_json::from_str(include_str!("../tests/data/loadgen-recorded.json")).unwrap();
-        let worker = |shares: [f64; 2]| WorkerRun {
-            dir: PathBuf::from("w"),
-            report: LoadgenReport {
+        let worker = |shares: [f64; 2]| {
+            worker_run(100.0, |report| LoadgenReport {
                 timeline: shares
                     .iter()
                     .enumerate()
@@ -590,19 +597,8 @@ mod tests {
                         ..TimelinePoint::default()
                     })
                     .collect(),
-                ..report.clone()
-            },
-            worker: WorkerRecord {
-                index: 0,
-                count: 2,
-                users: 1,
-                start_at: None,
-                start_skew_secs: 0.0,
-            },
-            log: Log::default(),
-            sends: SentSnapshot::default(),
-            receivers_start: None,
-            started: 100.0,
+                ..report
+            })
         };
         let merged = merge_timelines(&[worker([0.2, 0.95]), worker([0.5, 0.3])], 100.0);
         let seen: Vec<(Option<f64>, bool)> =

@@ -193,7 +193,8 @@ impl Sampler {
                             now.dropped
                         )
                     });
-                    let cpu = process_cpu();
+                    // The CPU this second's point just read: one read of /proc a second.
+                    let cpu = second_cpu.map(|(_, cpu)| cpu);
                     let bound = match (last_cpu, cpu) {
                         (Some(before), Some(after)) => cpu_bound_note(
                             after.saturating_sub(before),

@@ -109,13 +109,20 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn error(&self, span: Range<usize>, key: &str, why: impl Into<String>) -> ScenarioError {
-        let start = span.start.min(self.text.len());
         ScenarioError {
             path: self.path.to_path_buf(),
-            line: self.text[..start].matches('\n').count() + 1,
+            line: self.line(span.start),
             key: key.to_string(),
             why: why.into(),
         }
+    }
+
+    /// The line, from 1, that byte `offset` is on.
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     /// The key TOML's own error at `span` is about: the key its line assigns (`path` in
@@ -242,7 +249,7 @@ impl Checker<'_> {
         if name.trim().is_empty() {
             return Err(self.error(name_span, "name", "a request's name may not be empty"));
         }
-        let line = self.error(name_span.clone(), "", "").line;
+        let line = self.line(name_span.start);
         if let Some(first) = names.insert(name.clone(), line) {
             return Err(self.error(
                 name_span,
