@@ -15,7 +15,8 @@
 //! - `render/`: pure renderers, model in, text out (maud, quick-junit, terminal tables);
 //! - `output`: the report folder, the only module that reads or writes it: one `build`
 //!   of a report for a run and a merge, one `write`;
-//! - `run`: a run's phases; `merge`: joins the folders of a run's workers into one run.
+//! - `run`: a run's phases; `merge`: joins the folders of a run's workers into one run;
+//!   `versus`: `loadgen compare`, the A/B gate's verdict on pooled runs of two builds.
 
 pub mod arrival;
 pub mod attack;
@@ -36,6 +37,7 @@ pub mod scenario;
 pub mod throttle;
 pub mod traffic;
 pub mod users_plan;
+pub mod versus;
 
 pub use cli::{Cli, Settings};
 pub use error::LoadgenError;

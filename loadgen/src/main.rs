@@ -55,6 +55,16 @@ async fn run(cli: Cli) -> ExitCode {
             }
         };
     }
+    if let Some(loadgen::cli::Command::Compare(args)) = cli.command.clone() {
+        return match loadgen::versus::compare(args) {
+            Ok(comparison) if comparison.passed => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::from(1),
+            Err(error) => {
+                eprintln!("loadgen: error: {error}");
+                ExitCode::from(LoadgenError::EXIT_CODE)
+            }
+        };
+    }
     let result = match cli.command {
         Some(loadgen::cli::Command::Merge(args)) => loadgen::merge::merge(args).await,
         _ => match cli.settings() {

@@ -301,7 +301,7 @@ fn merge_timelines(runs: &[WorkerRun], t0: f64) -> Vec<TimelinePoint> {
 /// Merges, reconciles, judges and writes the merged run.
 pub async fn merge(args: MergeArgs) -> Result<Outcome, LoadgenError> {
     let (rules, max_regression) = merge_rules(&args)?;
-    let baseline = output::read_baseline(args.gate.baseline.as_deref(), max_regression)?;
+    let baseline = output::read_baseline(&args.gate.baseline, max_regression)?;
     let runs = read_workers(&args.dirs)?;
     let span = Span::of(&runs);
     let first = &runs[0];

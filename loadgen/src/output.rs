@@ -214,24 +214,29 @@ pub fn announce(report: &LoadgenReport, last: &str) {
     println!("{last}");
 }
 
-/// The `--baseline` run, read and checked, for a run or a merge.
+/// The `--baseline` runs, read, checked and pooled, for a run, a merge or a comparison;
+/// `None` when there are none.
 pub fn read_baseline(
-    path: Option<&Path>,
+    paths: &[PathBuf],
     max_regression: f64,
 ) -> Result<Option<Baseline>, LoadgenError> {
-    let Some(path) = path else {
+    if paths.is_empty() {
         return Ok(None);
-    };
-    let (report, log) = read_run(path).map_err(|why| LoadgenError::Baseline {
-        path: path.to_path_buf(),
-        why,
-    })?;
-    Ok(Some(Baseline {
-        path: path.display().to_string(),
-        report,
-        log,
-        max_regression,
-    }))
+    }
+    let mut runs = Vec::new();
+    for path in paths {
+        let (report, log) = read_run(path).map_err(|why| LoadgenError::Baseline {
+            path: path.to_path_buf(),
+            why,
+        })?;
+        runs.push((path.display().to_string(), report, log));
+    }
+    Baseline::pool(runs, max_regression)
+        .map(Some)
+        .map_err(|(path, why)| LoadgenError::Baseline {
+            path: path.into(),
+            why,
+        })
 }
 
 /// An earlier run's report and latency log, from its folder or its loadgen.json.

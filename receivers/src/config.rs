@@ -113,8 +113,9 @@ pub struct Config {
     #[arg(long)]
     pub no_balancer: bool,
 
-    /// Test only: each entry answer waits (FACTOR - 1) times its own handling time, so a
-    /// build FACTOR times slower can be staged to prove the CI gate catches it
+    /// Test only: each entry answer waits (FACTOR - 1) times its own handling time (to tens
+    /// of microseconds), so a build FACTOR times slower, such as 1.3, can be staged to prove
+    /// the CI gate catches it
     #[arg(long, value_name = "FACTOR", env = "RECEIVERS_TEST_SLOWDOWN", default_value_t = 1.0, hide = true, value_parser = parse_slowdown)]
     pub test_slowdown: f64,
 }

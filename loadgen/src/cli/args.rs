@@ -187,9 +187,10 @@ pub struct GateArgs {
 
     /// An earlier run (its folder or its loadgen.json, with latency.hlog beside it): per
     /// request and route, the gate fails if p50, p95 or p99 rise, or requests/s fall, by
-    /// more than --max-regression with 95% confidence
+    /// more than --max-regression with 95% confidence. Repeatable: several runs' intervals
+    /// are pooled into one baseline
     #[arg(long, value_name = "RUN")]
-    pub baseline: Option<PathBuf>,
+    pub baseline: Vec<PathBuf>,
 
     /// Percent a percentile may rise, or requests/s fall, against --baseline
     #[arg(long, value_name = "PCT", default_value_t = 10.0)]
@@ -239,6 +240,28 @@ pub enum Command {
     History(HistoryArgs),
     /// Joins the folders of a run's workers into one run, reconciled and judged as one
     Merge(MergeArgs),
+    /// Judges runs (pooled) against --baseline runs (pooled): the A/B gate's verdict
+    Compare(CompareArgs),
+}
+
+/// `loadgen compare`'s flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// The runs to judge (B: the head), each a run folder or its loadgen.json
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+
+    /// The runs to judge them against (A: the base), repeatable; their intervals are pooled
+    #[arg(long, value_name = "RUN", required = true)]
+    pub baseline: Vec<PathBuf>,
+
+    /// Percent a percentile may rise, or requests/s fall, before the comparison fails
+    #[arg(long, value_name = "PCT", default_value_t = 10.0)]
+    pub max_regression: f64,
+
+    /// Also write the verdicts as JUnit XML to this file
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 /// `loadgen history`'s flags.

@@ -7,6 +7,6 @@ mod gate_file;
 mod settings;
 mod shape;
 
-pub use args::{Cli, Command, GateArgs, HistoryArgs, MergeArgs, ReconcileArgs};
+pub use args::{Cli, Command, CompareArgs, GateArgs, HistoryArgs, MergeArgs, ReconcileArgs};
 pub use gate_file::parse_rules;
 pub use settings::{OpenSettings, Settings};

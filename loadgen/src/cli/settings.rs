@@ -95,7 +95,7 @@ pub struct Settings {
     pub reports: PathBuf,
     pub seed: Option<u64>,
     pub rules: Vec<SourcedRule>,
-    pub baseline: Option<PathBuf>,
+    pub baseline: Vec<PathBuf>,
     pub max_regression: f64,
     pub calibration: Vec<PathBuf>,
     pub interval: Duration,

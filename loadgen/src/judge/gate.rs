@@ -15,15 +15,79 @@ pub struct SourcedRule {
     pub source: RuleSource,
 }
 
-/// The baseline comparison asked for with --baseline: the earlier run's report and its
-/// interval histograms.
+/// The baseline comparison asked for with --baseline: one or more earlier runs, their
+/// interval histograms pooled, so a baseline of several runs carries the spread between
+/// runs as well as within one.
 #[derive(Debug, Clone)]
 pub struct Baseline {
-    pub path: String,
-    pub report: LoadgenReport,
-    pub log: Log,
+    /// The pooled runs, in the order given.
+    pub runs: Vec<PooledRun>,
+    /// The runs' interval, which they share.
+    pub interval_secs: f64,
+    pub intervals: Vec<LoggedInterval>,
     /// Percent by which a percentile may rise or requests/s fall before the gate fails.
     pub max_regression: f64,
+}
+
+/// A run in a pooled baseline: its id, and the seconds in which loadgen was CPU-bound.
+#[derive(Debug, Clone)]
+pub struct PooledRun {
+    pub run_id: String,
+    pub saturated_secs: u64,
+    pub duration_secs: f64,
+}
+
+impl Baseline {
+    /// Pools runs read from `paths` (each a report and its latency log). Runs with another
+    /// interval than the first are refused: their seconds would weigh differently in the
+    /// bootstrap.
+    pub fn pool(
+        runs: Vec<(String, LoadgenReport, Log)>,
+        max_regression: f64,
+    ) -> Result<Baseline, (String, String)> {
+        let interval_secs = runs
+            .first()
+            .map_or(1.0, |(_, r, _)| r.settings.interval_secs);
+        let mut baseline = Baseline {
+            runs: Vec::new(),
+            interval_secs,
+            intervals: Vec::new(),
+            max_regression,
+        };
+        for (path, report, log) in runs {
+            if report.settings.interval_secs != interval_secs {
+                return Err((
+                    path,
+                    format!(
+                        "its interval is {} s and the first run's is {interval_secs} s; pool runs recorded with the same --interval",
+                        report.settings.interval_secs
+                    ),
+                ));
+            }
+            baseline.runs.push(PooledRun {
+                run_id: report.run_id,
+                saturated_secs: report.saturated_secs,
+                duration_secs: report.duration_secs,
+            });
+            baseline.intervals.extend(log.intervals);
+        }
+        Ok(baseline)
+    }
+
+    /// "run ID", or "3 runs (ID, ID, ID)".
+    pub fn named(&self) -> String {
+        match self.runs.as_slice() {
+            [one] => format!("run {}", one.run_id),
+            many => format!(
+                "{} runs ({})",
+                many.len(),
+                many.iter()
+                    .map(|r| r.run_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
 }
 
 /// The calibration run that `8x` limits multiply: the same load against a trivial handler,
@@ -339,13 +403,29 @@ fn request_metric(metric: Metric, row: &Measured) -> Option<f64> {
     }
 }
 
+/// One comparison with the baseline: what was compared (a request name, `route grpc`, ...),
+/// the statistic (`p50`, `p95`, `p99`, `rps`) and the verdict.
+#[derive(Debug, Clone)]
+pub struct Compared {
+    pub target: String,
+    pub statistic: &'static str,
+    pub verdict: Verdict,
+}
+
 /// Per request name and per route of the baseline: p50, p95 and p99 may not rise, and
-/// requests/s may not fall, by more than the allowance with 95% confidence. Intervals
-/// shorter than half the usual (the run's last, partial one) are left out.
+/// requests/s may not fall, by more than the allowance with 95% confidence.
 pub fn judge_baseline(baseline: &Baseline, now: &[LoggedInterval]) -> Vec<Verdict> {
-    let interval = baseline.report.settings.interval_secs;
+    compare_with(baseline, now)
+        .into_iter()
+        .map(|c| c.verdict)
+        .collect()
+}
+
+/// [`judge_baseline`]'s comparisons, each with its series and statistic. Intervals shorter
+/// than half the usual (a run's last, partial one) are left out.
+pub fn compare_with(baseline: &Baseline, now: &[LoggedInterval]) -> Vec<Compared> {
+    let interval = baseline.interval_secs;
     let mut series: Vec<_> = baseline
-        .log
         .intervals
         .iter()
         .map(|i| i.series.clone())
@@ -371,7 +451,7 @@ pub fn judge_baseline(baseline: &Baseline, now: &[LoggedInterval]) -> Vec<Verdic
             // The lag is how the schedule was kept, not how fast the target is.
             SeriesKind::Lag => continue,
         };
-        let (before, after) = (side(&baseline.log.intervals), side(now));
+        let (before, after) = (side(&baseline.intervals), side(now));
         for (name, statistic) in [
             ("p50", Statistic::Percentile(50.0)),
             ("p95", Statistic::Percentile(95.0)),
@@ -382,9 +462,11 @@ pub fn judge_baseline(baseline: &Baseline, now: &[LoggedInterval]) -> Vec<Verdic
                 "{name} regression<={}% for {target}",
                 baseline.max_regression
             );
-            verdicts.push(compare_sides(
-                baseline, rule, &target, statistic, &before, &after,
-            ));
+            verdicts.push(Compared {
+                target: target.clone(),
+                statistic: name,
+                verdict: compare_sides(baseline, rule, &target, statistic, &before, &after),
+            });
         }
     }
     verdicts
@@ -458,14 +540,14 @@ fn explain(
         Statistic::Percentile(_) => allowed,
     };
     let range = format!(
-        "{:+.1}% [{:+.1}%, {:+.1}%] at {:.0}% over {}/{} intervals against run {}",
+        "{:+.1}% [{:+.1}%, {:+.1}%] at {:.0}% over {}/{} intervals against {}",
         change.percent,
         change.low,
         change.high,
         change.confidence * 100.0,
         change.intervals[0],
         change.intervals[1],
-        baseline.report.run_id
+        baseline.named()
     );
     let few = if change.intervals.iter().any(|n| *n < compare::MIN_INTERVALS) {
         format!(
@@ -655,18 +737,58 @@ mod tests {
             .collect()
     }
 
+    fn recorded() -> LoadgenReport {
+        serde_json::from_str(include_str!("../../tests/data/loadgen-recorded.json"))
+            .expect("the recorded report reads")
+    }
+
     fn baseline(intervals: Vec<LoggedInterval>) -> Baseline {
-        let report = serde_json::from_str(include_str!("../../tests/data/loadgen-recorded.json"))
-            .expect("the recorded report reads");
-        Baseline {
-            path: "b".into(),
-            report,
-            log: Log {
-                start_time: None,
-                intervals,
-            },
-            max_regression: 10.0,
-        }
+        let log = Log {
+            start_time: None,
+            intervals,
+        };
+        Baseline::pool(vec![("b".into(), recorded(), log)], 10.0).unwrap()
+    }
+
+    #[test]
+    fn a_baseline_of_several_runs_pools_their_intervals_and_names_them() {
+        let runs = (0..3)
+            .map(|i| {
+                let mut report = recorded();
+                report.run_id = format!("a{i}");
+                let log = Log {
+                    start_time: None,
+                    intervals: log(10 + i, 10, 2000),
+                };
+                (format!("run{i}"), report, log)
+            })
+            .collect();
+        let pooled = Baseline::pool(runs, 10.0).unwrap();
+        assert_eq!(pooled.intervals.len(), 30);
+        let verdicts = judge_baseline(&pooled, &log(20, 10, 2000));
+        assert_eq!(verdicts[0].change.as_ref().unwrap().intervals, [30, 10]);
+        assert!(
+            verdicts[0].detail.contains("against 3 runs (a0, a1, a2)"),
+            "{}",
+            verdicts[0].detail
+        );
+        // A run recorded with another interval is refused, and named.
+        let mut other = recorded();
+        other.settings.interval_secs *= 2.0;
+        let empty = || Log {
+            start_time: None,
+            intervals: Vec::new(),
+        };
+        let refused = Baseline::pool(
+            vec![
+                ("first".into(), recorded(), empty()),
+                ("second".into(), other, empty()),
+            ],
+            10.0,
+        )
+        .unwrap_err();
+        assert_eq!(refused.0, "second");
+        assert!(refused.1.contains("same --interval"), "{}", refused.1);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! ledger and the gate's verdicts. Pure: each takes the report's model and returns text.
 
 use crate::duration::format_ms;
+use crate::judge::gate::Compared;
 use crate::model::{Arrivals, Delivery, LoadgenReport, OpenModel, ROUTES, Verdict, WorkerShare};
 
 /// Per-request counts and percentiles, as the run's closing summary.
@@ -187,10 +188,10 @@ pub fn gate(verdicts: &[Verdict]) -> String {
     if verdicts.is_empty() {
         return "Gate: no rules (pass --threshold RULE or --gate FILE to judge the run)\n".into();
     }
-    let rows: Vec<[String; 5]> = verdicts
+    let rows: Vec<Vec<String>> = verdicts
         .iter()
         .map(|v| {
-            [
+            vec![
                 v.rule.clone(),
                 v.observed.map_or("-".into(), |o| v.unit.format(o)),
                 v.unit.format(v.limit),
@@ -199,8 +200,28 @@ pub fn gate(verdicts: &[Verdict]) -> String {
             ]
         })
         .collect();
-    let header = ["rule", "observed", "limit", "result", "detail"];
-    let widths: Vec<usize> = (0..5)
+    let mut out = String::from("Gate:\n");
+    out.push_str(&columns(
+        &["rule", "observed", "limit", "result", "detail"],
+        &rows,
+    ));
+    out.push_str(&tally(verdicts));
+    out
+}
+
+/// "all N rules passed", or "K of N rules FAILED".
+fn tally(verdicts: &[Verdict]) -> String {
+    let failed = verdicts.iter().filter(|v| !v.passed).count();
+    if failed == 0 {
+        format!("all {} rules passed\n", verdicts.len())
+    } else {
+        format!("{failed} of {} rules FAILED\n", verdicts.len())
+    }
+}
+
+/// Rows under a header, each column as wide as its widest cell.
+fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..header.len())
         .map(|c| {
             rows.iter()
                 .map(|r| r[c].len())
@@ -209,24 +230,74 @@ pub fn gate(verdicts: &[Verdict]) -> String {
                 .unwrap_or(0)
         })
         .collect();
-    let line = |cells: [&str; 5]| {
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
         let mut out = String::new();
-        for (c, cell) in cells.iter().enumerate() {
+        for (c, cell) in cells.enumerate() {
             out.push_str(&format!("{:<width$}  ", cell, width = widths[c]));
         }
         out.trim_end().to_string() + "\n"
     };
-    let mut out = String::from("Gate:\n");
-    out.push_str(&line(header));
-    for row in &rows {
-        out.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
+    let mut out = line(&mut header.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
     }
-    let failed = verdicts.iter().filter(|v| !v.passed).count();
-    out.push_str(&if failed == 0 {
-        format!("all {} rules passed\n", verdicts.len())
-    } else {
-        format!("{failed} of {} rules FAILED\n", verdicts.len())
-    });
+    out
+}
+
+/// The A/B comparison's verdicts: per series and statistic, both sides' values, the change,
+/// its interval and the verdict; then the saturation checks of both sides.
+pub fn comparison(compared: &[Compared], saturation: &[Verdict]) -> String {
+    let rows: Vec<Vec<String>> = compared
+        .iter()
+        .map(|c| {
+            let v = &c.verdict;
+            let (base, now, change, interval) = match &v.change {
+                Some(change) => (
+                    v.unit.format(change.baseline),
+                    v.unit.format(change.now),
+                    format!("{:+.1}%", change.percent),
+                    format!("[{:+.1}%, {:+.1}%]", change.low, change.high),
+                ),
+                None => ("-".into(), "-".into(), "-".into(), v.detail.clone()),
+            };
+            let verdict = if v.passed { "pass" } else { "REGRESSED" };
+            vec![
+                c.target.clone(),
+                c.statistic.to_string(),
+                base,
+                now,
+                change,
+                interval,
+                verdict.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = columns(
+        &[
+            "series",
+            "stat",
+            "base",
+            "head",
+            "change",
+            "95% interval",
+            "verdict",
+        ],
+        &rows,
+    );
+    for v in saturation {
+        out.push_str(&format!(
+            "{}: {}: {}\n",
+            v.rule,
+            if v.passed { "pass" } else { "FAIL" },
+            v.detail
+        ));
+    }
+    let all: Vec<Verdict> = compared
+        .iter()
+        .map(|c| c.verdict.clone())
+        .chain(saturation.iter().cloned())
+        .collect();
+    out.push_str(&tally(&all));
     out
 }
 

@@ -38,7 +38,7 @@ pub(super) async fn prepare(mut settings: Settings) -> Result<Prepared, LoadgenE
             records: Vec::new(),
         }
     };
-    let baseline = output::read_baseline(settings.baseline.as_deref(), settings.max_regression)?;
+    let baseline = output::read_baseline(&settings.baseline, settings.max_regression)?;
     let calibrations = read_calibrations(&settings)?;
     if settings.mode == Mode::Shared && settings.users > traffic.records.len() {
         eprintln!(
