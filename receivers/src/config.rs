@@ -96,6 +96,11 @@ pub struct Config {
     #[arg(long, value_name = "N", default_value_t = 2048)]
     pub max_connections: usize,
 
+    /// Every listener: requests open at once on one HTTP/2 connection (gRPC clients); the
+    /// client holds the next until one ends
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: u32,
+
     /// How long shutdown lets open requests finish before it cuts them; the consumers then
     /// stop, the store commits and the reports are written all the same
     #[arg(long, value_name = "TIME", default_value = "10s", value_parser = parse_duration)]
@@ -141,6 +146,7 @@ impl Config {
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
+            max_streams: self.max_streams,
         }
     }
 

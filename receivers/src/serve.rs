@@ -1,7 +1,8 @@
 //! Every listener's accept loop (front door, entries, gRPC server): a cap on open
-//! connections, a header-read timeout, an idle timeout on every connection, and a graceful
-//! shutdown with a deadline past which open connections are cut. axum's own `serve` sets
-//! none of these, so the loop is built from hyper-util's parts.
+//! connections, a header-read timeout (HTTP/1), a cap on streams per connection and
+//! keep-alive pings (HTTP/2), an idle timeout on every connection, and a graceful shutdown
+//! with a deadline past which open connections are cut. axum's own `serve` sets none of
+//! these, so the loop is built from hyper-util's parts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +30,14 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Connections open at once; the next client waits in the kernel's backlog.
     pub max_connections: usize,
+    /// Requests open at once on one HTTP/2 connection (the gRPC server's clients); the
+    /// client holds the next until one ends. With `max_connections` it bounds the requests
+    /// a few clients can keep the server holding.
+    pub max_streams: u32,
 }
+
+/// The largest header block an HTTP/2 client may send (HTTP/1's is hyper's ~100 headers).
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
 /// How a listener's shutdown went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +73,8 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_streams)
+        .max_header_list_size(MAX_HEADER_LIST_BYTES)
         .keep_alive_interval(limits.idle_timeout)
         .keep_alive_timeout(limits.idle_timeout.min(Duration::from_secs(20)));
     loop {

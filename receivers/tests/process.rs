@@ -58,6 +58,101 @@ struct Receivers {
     log: std::path::PathBuf,
 }
 
+/// The gRPC server's HTTP/2 listener has the limits the HTTP/1 ones have: it offers a client
+/// at most `--max-streams` requests open on a connection, and a client whose calls stall
+/// mid-message cannot hold shutdown past `--shutdown-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_http2_client_is_capped_and_cannot_hold_shutdown_past_its_deadline() {
+    testkit::require_brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::new();
+    let env = [
+        ("AMQP_URL", testkit::AMQP_URL.to_string()),
+        ("NATS_URL", testkit::NATS_URL.to_string()),
+    ];
+    let deadline = Duration::from_secs(2);
+    let mut receivers = Receivers::start(
+        dir.path(),
+        &ports,
+        &env,
+        &[
+            "--paths",
+            "grpc",
+            "--shutdown-timeout",
+            "2s",
+            "--max-streams",
+            "3",
+        ],
+    );
+    let http = reqwest::Client::new();
+    let entry = format!("127.0.0.1:{}", ports.grpc_entry);
+    wait_until_listening(&http, &format!("http://{entry}/health")).await;
+
+    let grpc = format!("127.0.0.1:{}", ports.grpc);
+    let (client, mut connection) = h2::client::handshake(connect_within(&grpc).await)
+        .await
+        .unwrap();
+    let mut ping = connection
+        .ping_pong()
+        .expect("the connection's one ping handle");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    // Three calls that send their headers and the first byte of a message, then nothing.
+    let mut held = Vec::new();
+    let mut client = client;
+    for _ in 0..3 {
+        client = client.ready().await.unwrap();
+        let request = axum::http::Request::post(format!("http://{grpc}/ingest.v1.Ingest/Store"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let (response, mut body) = client.send_request(request, false).unwrap();
+        body.send_data(bytes::Bytes::from_static(&[0]), false)
+            .unwrap();
+        held.push((response, body));
+    }
+    let settled = Instant::now() + Duration::from_secs(10);
+    while client.current_max_send_streams() != 3 && Instant::now() < settled {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        client.current_max_send_streams(),
+        3,
+        "the server's SETTINGS_MAX_CONCURRENT_STREAMS"
+    );
+    // The server reads a connection's frames in order: its PONG means it holds the calls.
+    ping.ping(h2::Ping::opaque()).await.unwrap();
+
+    let (status, took) = receivers.interrupt(deadline + Duration::from_secs(8));
+    let log = receivers.log();
+    assert!(
+        status.is_some(),
+        "still running {took:?} after SIGINT with three stalled HTTP/2 calls and --shutdown-timeout 2s: {log}"
+    );
+    assert!(status.unwrap().success(), "{log}");
+    assert!(
+        dir.path()
+            .join("reports/process-test/receivers.json")
+            .exists(),
+        "the reports are written all the same: {log}"
+    );
+    drop(held);
+}
+
+/// A TCP connection to `addr`, polled for until it listens (30 s at most).
+async fn connect_within(addr: &str) -> tokio::net::TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(stream) => return stream,
+            Err(error) => assert!(Instant::now() < deadline, "{addr} never listened: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 impl Drop for Receivers {
     fn drop(&mut self) {
         let _ = self.child.kill();

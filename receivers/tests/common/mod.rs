@@ -211,6 +211,7 @@ pub const LIMITS: Limits = Limits {
     header_read_timeout: Duration::from_secs(2),
     idle_timeout: Duration::from_secs(10),
     max_connections: 64,
+    max_streams: 64,
 };
 
 /// Serves `app` as the receivers serve theirs (`serve.rs`) on a port of its own until
