@@ -6,7 +6,9 @@
 //! its actual send as its lag is (a busy pool, or a timer that woke late); with
 //! `--drop-late` one too far behind is not sent at all (`dropped`).
 //! Latency is then measured from the intended time, so a target that stalls shows it
-//! (wrk2's correction).
+//! (wrk2's correction). A ticket is waited for on the timer thread of `timer`, which wakes
+//! within tens of microseconds of its time, where tokio's millisecond ticks woke up to 1 ms
+//! late.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::duration::{BareUnit, parse_span};
+use crate::timer::PreciseTimer;
 
 pub use crate::model::Arrivals;
 
@@ -186,6 +189,7 @@ pub struct Schedule {
     pub dropped: AtomicU64,
     /// Tickets that came due: sent, or dropped.
     pub issued: AtomicU64,
+    timer: PreciseTimer,
 }
 
 #[derive(Debug)]
@@ -200,14 +204,15 @@ struct State {
 }
 
 impl Schedule {
+    /// The schedule, with its timer thread started (the only way this fails).
     pub fn new(
         plan: Plan,
         arrivals: Arrivals,
         (drop_late, late_after): (Option<Duration>, Duration),
         seed: Option<u64>,
         pool: usize,
-    ) -> Schedule {
-        Schedule {
+    ) -> std::io::Result<Schedule> {
+        Ok(Schedule {
             plan,
             arrivals,
             drop_late,
@@ -226,7 +231,8 @@ impl Schedule {
             late: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             issued: AtomicU64::new(0),
-        }
+            timer: PreciseTimer::start()?,
+        })
     }
 
     /// A user of the pool has started; called once per user, before its first ticket.
@@ -270,7 +276,7 @@ impl Schedule {
             let intended = self.next_time()?;
             let now = Instant::now();
             if intended > now {
-                tokio::time::sleep_until(intended.into()).await;
+                self.timer.sleep_until(intended).await;
                 // Counted once due: a ticket whose user the run's end cut off while it
                 // waited was never scheduled to be sent within the run.
                 self.issued.fetch_add(1, Ordering::Relaxed);
@@ -360,7 +366,8 @@ mod tests {
             (None, LATE_AFTER),
             Some(seed),
             1,
-        );
+        )
+        .unwrap();
         let times: Vec<Instant> = (0..n).map(|_| schedule.next_time().unwrap()).collect();
         times
             .windows(2)
@@ -432,7 +439,8 @@ mod tests {
                 (None, late_after),
                 Some(1),
                 1,
-            );
+            )
+            .unwrap();
             schedule.join();
             let ticket = schedule.take().await.unwrap();
             let at = ticket.intended + Duration::from_millis(2);
@@ -473,6 +481,7 @@ mod tests {
             Some(1),
             pool,
         )
+        .unwrap()
     }
 
     async fn futures_lite_take(schedule: &Schedule, n: usize) -> Vec<Ticket> {

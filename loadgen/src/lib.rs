@@ -7,8 +7,9 @@
 //!   checked before anything is sent);
 //! - the model: `model`, the serde types of `loadgen.json` (a leaf);
 //! - `replay`: the Goose scenarios, which record into `record`; `arrival`: the open
-//!   model's schedule of tickets; `connections`, `throttle`: the client's cap and rate;
-//!   `attack`: Goose's configuration, the run-time clock and how Goose's run ended;
+//!   model's schedule of tickets, waited for on `timer`'s thread; `connections`,
+//!   `throttle`: the client's cap and rate; `attack`: Goose's configuration, the run-time
+//!   clock and how Goose's run ended;
 //! - `record/`: per-interval HdrHistograms, the `.hlog`, live counters, percentiles;
 //! - `ledger/`: the sends and their reconciliation with the receivers;
 //! - `judge/`: rules, the gate, the baseline's bootstrap, live checks, the history;
@@ -35,6 +36,7 @@ pub mod replay;
 pub mod run;
 pub mod scenario;
 pub mod throttle;
+pub mod timer;
 pub mod traffic;
 pub mod users_plan;
 pub mod versus;

@@ -54,7 +54,10 @@ pub(super) async fn start(prepared: Prepared) -> Result<(Started, GooseAttack), 
     };
     let start_skew_secs = wait_for_start(settings).await;
     let live = Arc::new(Live::default());
-    let schedule = settings.open.as_ref().map(|open| schedule(settings, open));
+    let schedule = match &settings.open {
+        Some(open) => Some(schedule(settings, open)?),
+        None => None,
+    };
     let replay = Arc::new(replay(&prepared, &live, schedule.clone())?);
     let swarm = attack::attack(settings, &replay)?;
     // Only now, once Goose has taken its configuration: a refused one leaves no folder.
@@ -72,18 +75,24 @@ pub(super) async fn start(prepared: Prepared) -> Result<(Started, GooseAttack), 
 }
 
 /// The open model's schedule: a worker sends its share, the rate divided by the workers.
-fn schedule(settings: &Settings, open: &OpenSettings) -> Arc<Schedule> {
+fn schedule(settings: &Settings, open: &OpenSettings) -> Result<Arc<Schedule>, LoadgenError> {
     let plan = match settings.worker {
         Some(w) => open.plan.scaled(1.0 / w.count as f64),
         None => open.plan.clone(),
     };
-    Arc::new(Schedule::new(
+    let schedule = Schedule::new(
         plan,
         open.arrivals,
         (open.drop_late, open.late_after),
         settings.seed,
         settings.process_users(),
-    ))
+    )
+    .map_err(|e| {
+        LoadgenError::Usage(format!(
+            "cannot start the open model's timer thread ({e}); check the process's thread limit (ulimit -u)"
+        ))
+    })?;
+    Ok(Arc::new(schedule))
 }
 
 /// What every user shares: the records, the run's identity, the recorder and the client.
