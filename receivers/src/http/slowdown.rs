@@ -38,24 +38,4 @@ mod tests {
         assert_eq!(extra(handled, 2.0), handled);
         assert_eq!(extra(handled, 1.0), Duration::ZERO);
     }
-
-    /// The resolution a 30% slowdown of a sub-millisecond answer needs: a 300 µs pause
-    /// lasts at least 300 µs and (median of 21) less than 360 µs, where tokio's timer takes
-    /// a whole tick or more.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_pause_below_a_millisecond_keeps_its_length() {
-        let wanted = Duration::from_micros(300);
-        let mut took = Vec::new();
-        for _ in 0..21 {
-            let start = Instant::now();
-            pause(wanted).await;
-            took.push(start.elapsed());
-        }
-        took.sort();
-        assert!(took[0] >= wanted, "{took:?}");
-        assert!(took[10] < Duration::from_micros(360), "{took:?}");
-        let start = Instant::now();
-        tokio::time::sleep(wanted).await;
-        assert!(start.elapsed() >= Duration::from_millis(1));
-    }
 }
