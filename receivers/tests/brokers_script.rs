@@ -10,11 +10,25 @@ fn brokers_down_never_stops_a_process_it_did_not_start() {
     // A process that looks like a nats-server to pgrep, which the script did not start.
     let impostor = dir.path().join("nats-server");
     std::fs::copy("/bin/sleep", &impostor).unwrap();
-    let mut child = Command::new(&impostor)
-        .arg("60")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Another test's fork can hold the copy's write descriptor for a moment (until its exec
+    // closes it), and exec then fails with "Text file busy": try again until a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut child = loop {
+        match Command::new(&impostor)
+            .arg("60")
+            .stdin(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => break child,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot start {}: {e}", impostor.display()),
+        }
+    };
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let output = Command::new(root.join("scripts/brokers"))
         .arg("down")
