@@ -408,8 +408,8 @@ pub struct RouteLedger {
     pub rejected: u64,
     /// Accepted per second over the run.
     pub throughput: f64,
-    /// Up to `delivery::LOST_IDS_LISTED` lost ids. The `all` row always lists them; a
-    /// route's row lists them when it is the only route that lost any.
+    /// The first `delivery::LOST_IDS_LISTED` lost ids: a route's row lists those it had
+    /// accepted, the `all` row those of every route.
     pub lost_ids: Vec<String>,
     /// Per stage (`ingress`, `hop`, `e2e`), this run's latency as the receivers measured it.
     pub latency: BTreeMap<String, StageLatency>,

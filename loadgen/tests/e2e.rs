@@ -86,23 +86,9 @@ fn a_run_through_the_receivers_reconciles_every_record_by_route() {
 #[test]
 fn records_accepted_but_never_stored_are_reported_lost_and_fail_the_gate() {
     // RabbitMQ accepts (confirms) every record, but no consumer runs: nothing is stored.
-    let receivers = Receivers::start(|c| {
-        c.paths = vec![receivers::Route::Rabbitmq];
-        c.no_consumers = true;
-    });
     let dir = tempfile::tempdir().unwrap();
-    let traffic = traffic_file(
-        dir.path(),
-        "five.json",
-        "[{\"a\":1},{\"a\":2},{\"a\":3},{\"a\":4},{\"a\":5}]",
-    );
     let reports = dir.path().join("reports");
-    let run = Args::fast(&receivers.url())
-        .users(1)
-        .with(&["--traffic", traffic.to_str().unwrap()])
-        .with(&["--drain-timeout", "1s"])
-        .rule("lost==0")
-        .run(&reports, Duration::from_secs(120));
+    let run = one_user_without_consumers(&[receivers::Route::Rabbitmq], 5, &["lost==0"], &reports);
     assert_eq!(
         run.code, 1,
         "stdout:\n{}\nstderr:\n{}",
@@ -138,6 +124,69 @@ fn records_accepted_but_never_stored_are_reported_lost_and_fail_the_gate() {
         "the gate table names a lost id:\n{}",
         run.stdout
     );
+}
+
+#[test]
+fn lost_ids_are_listed_under_the_route_that_accepted_each() {
+    // RabbitMQ and NATS both accept (confirm, ack) and neither has a consumer: two routes
+    // lose records. The front door alternates them, so one user's keys alternate too.
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    let paths = [receivers::Route::Rabbitmq, receivers::Route::Nats];
+    let run = one_user_without_consumers(&paths, 6, &[], &reports);
+    assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
+    let report = read_json(&run_dir(&reports).join("loadgen.json"));
+    let run_id = report["run_id"].as_str().unwrap();
+    let routes = &report["delivery"]["routes"];
+    let numbers = |route: &str| -> Vec<u64> {
+        let row = &routes[route];
+        let ids = row["lost_ids"].as_array().unwrap();
+        assert_eq!(
+            row["lost"].as_u64(),
+            Some(ids.len() as u64),
+            "{route}: {row}"
+        );
+        assert_eq!(row["accepted"], row["lost"], "{route}: {row}");
+        ids.iter()
+            .map(|id| {
+                let rest = id.as_str().unwrap().strip_prefix(run_id).unwrap();
+                rest.strip_prefix("-u0-").unwrap().parse().unwrap()
+            })
+            .collect()
+    };
+    let (rabbit, nats) = (numbers("rabbitmq"), numbers("nats"));
+    assert_eq!((rabbit.len(), nats.len()), (3, 3), "{routes}");
+    // Each route's ids are every other send: the one it took of each pair.
+    for ids in [&rabbit, &nats] {
+        assert!(ids.windows(2).all(|w| w[1] == w[0] + 2), "{routes}");
+    }
+    let mut both: Vec<u64> = rabbit.iter().chain(&nats).copied().collect();
+    both.sort_unstable();
+    assert_eq!(both, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(routes["all"]["lost"], 6);
+}
+
+/// One user sends `records` records through receivers with `paths` and no consumers (the
+/// brokers accept, nothing is stored), with `rules`, waiting 1 s for a drain that never comes.
+fn one_user_without_consumers(
+    paths: &[receivers::Route],
+    records: usize,
+    rules: &[&str],
+    reports: &std::path::Path,
+) -> common::Finished {
+    let receivers = Receivers::start(|c| {
+        c.paths = paths.to_vec();
+        c.no_consumers = true;
+    });
+    let text: Vec<String> = (1..=records).map(|a| format!("{{\"a\":{a}}}")).collect();
+    let dir = reports.parent().expect("reports sit in a folder");
+    let traffic = traffic_file(dir, "records.json", &format!("[{}]", text.join(",")));
+    Args::fast(&receivers.url())
+        .users(1)
+        .with(&["--traffic", traffic.to_str().unwrap()])
+        .with(&["--drain-timeout", "1s"])
+        .rules(rules)
+        .run(reports, Duration::from_secs(120))
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! Reconciliation: after the run, page through what the receivers stored of this run's
 //! keys (by Idempotency-Key prefix) until every accepted key is there or the drain timeout
 //! passes, and build the per-route delivery ledger: accepted, stored, lost, duplicates,
-//! rejected, plus the run's own ingress/hop/e2e latency histograms. Both sides are held in
-//! memory bounded by the users (`sent::Ranges`), never as a list of every id. Several
+//! rejected, plus the run's own ingress/hop/e2e latency histograms. Neither side is a list
+//! of every id: the sent side is 2 bits per send (`sent::Accepted`), the stored side ranges
+//! per user (`sent::Ranges`). Several
 //! receivers processes (one per path, sharing a store) are read as one.
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,7 +13,7 @@ use contract::{LedgerRow, RecordsPage, Route, RouteStats, Stage, StatsSnapshot};
 use hdrhistogram::Histogram;
 use serde::de::DeserializeOwned;
 
-use crate::ledger::sent::{self, Ranges, SentSnapshot};
+use crate::ledger::sent::{self, Accepted, Ranges, SentSnapshot};
 pub use crate::model::{Delivery, RouteLedger, StageLatency};
 
 pub use crate::model::ROUTES;
@@ -129,7 +130,7 @@ impl Receivers {
         limit: Duration,
     ) -> Result<(Stored, bool, f64), String> {
         let started = Instant::now();
-        let accepted: u64 = sent.accepted.values().map(Ranges::len).sum();
+        let accepted: u64 = sent.accepted.values().map(Accepted::len).sum();
         loop {
             let stored = self.stored(run_id, sent).await?;
             let found: u64 = stored.by_user.values().map(Ranges::len).sum();
@@ -268,37 +269,22 @@ pub fn ledger(
             row.duplicates += duplicates;
         }
     }
-    // Lost: accepted keys the store does not hold, counted exactly from the ranges.
+    // Lost: accepted keys the store does not hold, each with the route that accepted it.
     let empty = Ranges::default();
     let mut users: Vec<&usize> = sent.accepted.keys().collect();
     users.sort_unstable();
-    let mut lost = 0;
-    let mut lost_ids = Vec::new();
     for user in users {
         let found = stored.by_user.get(user).unwrap_or(&empty);
-        for n in sent.accepted[user].missing_from(found) {
-            lost += 1;
-            if lost_ids.len() < LOST_IDS_LISTED {
-                lost_ids.push(sent.key(run_id, *user, n));
+        for (n, route) in sent.accepted[user].missing_from(found) {
+            for name in [route.name(), "all"] {
+                let row = routes.get_mut(name).expect("a known route");
+                row.lost += 1;
+                if row.lost_ids.len() < LOST_IDS_LISTED {
+                    row.lost_ids.push(sent.key(run_id, *user, n));
+                }
             }
         }
     }
-    for route in ROUTES {
-        let row = routes.get_mut(route).expect("a known route");
-        row.lost = row.accepted.saturating_sub(row.stored);
-    }
-    // A key's route is not kept; when one route lost them all, the ids are its.
-    let losing: Vec<&str> = ROUTES
-        .iter()
-        .copied()
-        .filter(|r| routes[*r].lost > 0)
-        .collect();
-    if let [only] = losing[..] {
-        routes.get_mut(only).expect("a known route").lost_ids = lost_ids.clone();
-    }
-    let all = routes.get_mut("all").expect("the all row");
-    all.lost = lost;
-    all.lost_ids = lost_ids;
     for row in routes.values_mut() {
         row.throughput = if duration_secs > 0.0 {
             row.accepted as f64 / duration_secs
@@ -400,6 +386,51 @@ mod tests {
     use super::*;
 
     use crate::ledger::sent::SentLedger;
+
+    #[test]
+    fn each_lost_id_is_listed_under_the_route_that_accepted_it() {
+        let sent = SentLedger::default();
+        for n in 0..9 {
+            sent.record(n as usize % 2, n, Some(Route::ALL[n as usize % 3]), true);
+        }
+        let sent = sent.snapshot();
+        // Stored: every gRPC send; the RabbitMQ and NATS ones are lost, on two routes.
+        let mut stored = Stored::default();
+        for n in [0, 3, 6] {
+            let row = LedgerRow {
+                id: format!("r-u{}-{n}", n % 2),
+                route: Route::Grpc,
+                duplicates: 0,
+            };
+            stored.add("r", &sent, &row);
+        }
+        let (routes, _) = ledger("r", &sent, &stored, 1.0);
+        let lost = |name: &str| (routes[name].lost, routes[name].lost_ids.clone());
+        assert_eq!(lost("grpc"), (0, vec![]));
+        assert_eq!(
+            lost("rabbitmq"),
+            (3, vec!["r-u0-4".into(), "r-u1-1".into(), "r-u1-7".into()])
+        );
+        assert_eq!(
+            lost("nats"),
+            (3, vec!["r-u0-2".into(), "r-u0-8".into(), "r-u1-5".into()])
+        );
+        assert_eq!(routes["all"].lost, 6);
+        assert_eq!(routes["all"].lost_ids.len(), 6);
+    }
+
+    #[test]
+    fn only_the_first_lost_ids_are_listed_and_every_one_is_counted() {
+        let sent = SentLedger::default();
+        for n in 0..250 {
+            sent.record(3, n, Some(Route::Nats), true);
+        }
+        let (routes, _) = ledger("r", &sent.snapshot(), &Stored::default(), 1.0);
+        assert_eq!(routes["nats"].lost, 250);
+        assert_eq!(routes["nats"].lost_ids.len(), LOST_IDS_LISTED);
+        assert_eq!(routes["nats"].lost_ids[0], "r-u3-0");
+        assert_eq!(routes["all"].lost_ids.len(), LOST_IDS_LISTED);
+    }
 
     #[test]
     fn the_ledger_counts_lost_duplicates_and_rejections_per_route() {
